@@ -1,0 +1,415 @@
+"""The worker: one consumer-group member feeding an async engine and committing in order.
+
+One loop iteration reads: poll -> admit -> publish finished -> commit -> backpressure.
+
+The guarantee is in the commit order. A job's offset becomes committable only when its Result (or
+its DLQ record) has been acknowledged by Kafka (acks=all, delivery callback), and a partition's
+offset is committed only up to the first job that is not so acknowledged (OffsetTracker). So a
+crash at any point re-delivers, and never skips, a job whose result is not stored.
+
+Rebalances: on revoke, publish what is finished, flush, commit what is done, cancel the rest.
+On lost, cancel everything of those partitions without committing.
+Shutdown is a state: stop admitting (pause), drain in-flight work within drain_timeout_s, flush,
+commit, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from consumer.engine import Completion, Engine, make_engine
+from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
+from sluice.errors import ContractError, EngineDeadError, PermanentError
+from sluice.kafka import commit, consumer_config, header, header_pairs, position, producer_config
+from sluice.metrics import WorkerMetrics, start_metrics_server
+from sluice.offsets import TP, OffsetTracker
+from sluice.settings import WorkerSettings
+from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
+
+__all__ = ["Worker", "create_worker"]
+
+log = logging.getLogger("sluice.worker")
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    DRAINING = "draining"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    job: Job
+    tp: TP
+    offset: int
+    epoch: int
+    traceparent: str
+    enqueued_at: datetime | None
+    started_at: datetime
+    started: float
+    task: asyncio.Task[Completion] | None = None
+
+
+class Worker:
+    """Consumes jobs, runs them on an Engine, publishes Results, commits in order."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        engine: Engine,
+        consumer: Consumer,
+        producer: Producer,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.consumer = consumer
+        self.producer = producer
+        self.metrics = metrics
+        self.tracker = OffsetTracker()
+        self.state = State.RUNNING
+        self._running: dict[int, _InFlight] = {}
+        self._finished: deque[tuple[_InFlight, Completion | BaseException]] = deque()
+        self._wake = asyncio.Event()
+        self._paused = False
+        self._last_commit = 0.0
+        self._fatal: str | None = None
+        self._ids = 0
+        self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin a graceful drain (SIGTERM/SIGINT)."""
+        if self.state is State.RUNNING:
+            log.info("drain requested", extra={"in_flight": len(self._running)})
+            self.state = State.DRAINING
+            self._wake.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
+        await self.engine.start()
+        self.consumer.subscribe(
+            [self.settings.jobs_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )  # fmt: skip
+        log.info("worker started", extra={"worker_id": self.settings.worker_id})
+        try:
+            await self._loop()
+            await self._drain()
+        finally:
+            await self._close()
+        return 1 if self.state is State.FAILED else 0
+
+    async def _loop(self) -> None:
+        while self.state is State.RUNNING:
+            polled = self._poll()
+            self._admit(polled)
+            self._publish_finished()
+            self._maybe_commit()
+            self._apply_backpressure()
+            if not polled and not self._finished:
+                await self._idle()
+            else:
+                await asyncio.sleep(0)  # let engine tasks run
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        if self._finished or self.state is not State.RUNNING:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.settings.poll_timeout_s)
+
+    async def _drain(self) -> None:
+        """Stop taking work; let in-flight jobs finish within the drain timeout; publish; commit."""
+        self._pause_all()
+        deadline = time.monotonic() + (self.settings.drain_timeout_s if self.state is State.DRAINING else 0)
+        while self._running and time.monotonic() < deadline and self.state is not State.FAILED:
+            self.consumer.consume(1, 0)  # keeps group membership and serves rebalance callbacks
+            self._publish_finished()
+            await self._idle()
+        left = list(self._running.values())
+        for item in left:
+            if item.task is not None:
+                item.task.cancel()
+        if left:
+            log.warning("drain timeout: %d jobs left for redelivery", len(left))
+        self._publish_finished()
+        self.producer.flush(30)
+        self._commit(sync=True)
+
+    async def _close(self) -> None:
+        try:
+            self.consumer.close()
+        except Exception:
+            log.exception("consumer close failed")
+        self.producer.flush(30)
+        await self.engine.close()
+        if self.state is State.DRAINING:
+            self.state = State.STOPPED
+        log.info("worker stopped", extra={"state": self.state.value, **self.stats})
+
+    def _fail(self, reason: str) -> None:
+        log.error("worker cannot go on: %s", reason)
+        self._fatal = reason
+        self.state = State.FAILED
+        self._wake.set()
+
+    # ---- poll and admit --------------------------------------------------------------------
+
+    def _poll(self) -> list[Message]:
+        # While paused this returns nothing new; it still serves rebalance callbacks and keeps
+        # the member alive (max.poll.interval.ms). Whatever it does return is admitted.
+        room = max(1, self.settings.max_in_flight - len(self._running))
+        return list(self.consumer.consume(min(room, self.settings.batch_size), 0))
+
+    def _admit(self, messages: list[Message]) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            self._admit_one(msg)
+
+    def _admit_one(self, msg: Message) -> None:
+        tp, offset = position(msg)
+        epoch = self.tracker.add(tp, offset)
+        traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
+        try:
+            job = decode_job(msg.value())
+        except ContractError as exc:
+            self._to_dlq(msg, tp, epoch, exc.code, str(exc), traceparent)
+            return
+        _, ts_ms = msg.timestamp()
+        enqueued = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms > 0 else None
+        now = utcnow()
+        item = _InFlight(job, tp, offset, epoch, traceparent, enqueued, now, time.monotonic())
+        if job.deadline is not None and job.deadline <= now:
+            self._publish(item, _expired(job))
+            return
+        if enqueued is not None:
+            self.metrics.queue_wait.observe(max(0.0, (now - enqueued).total_seconds()))
+        self._ids += 1
+        key = self._ids
+        self._running[key] = item
+        item.task = asyncio.create_task(self.engine.generate(job))
+        item.task.add_done_callback(lambda task: self._on_done(key, task))
+        log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
+
+    def _on_done(self, key: int, task: asyncio.Task[Completion]) -> None:
+        item = self._running.pop(key, None)
+        if item is None or task.cancelled():
+            return
+        exc = task.exception()
+        self._finished.append((item, exc if exc is not None else task.result()))
+        self._wake.set()
+
+    # ---- publish ---------------------------------------------------------------------------
+
+    def _publish_finished(self) -> None:
+        while self._finished:
+            item, outcome = self._finished.popleft()
+            if self.tracker.epoch(item.tp) != item.epoch:
+                continue  # partition revoked since; its new owner runs the job again
+            if isinstance(outcome, EngineDeadError):
+                self._fail(f"engine died: {outcome}")
+                return
+            self.metrics.generation.observe(time.monotonic() - item.started)
+            self._publish(item, outcome)
+        self.metrics.in_flight.set(len(self._running))
+        self.producer.poll(0)
+
+    def _publish(self, item: _InFlight, outcome: Completion | BaseException | Result) -> None:
+        result = outcome if isinstance(outcome, Result) else self._result(item, outcome)
+        self.stats[result.status] += 1
+        self.metrics.jobs.labels(result.status).inc()
+        self.metrics.output_tokens.inc(result.output_tokens)
+        child = child_traceparent(item.traceparent)
+        tp, offset, epoch = item.tp, item.offset, item.epoch
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(tp, offset, epoch)
+            else:
+                self._fail(f"result for job {result.job_id} not stored: {err}")
+
+        self._produce(self.settings.results_topic, result.job_id.encode(), encode(result),
+                      [(TRACEPARENT, child.encode())], delivered)  # fmt: skip
+        extra = {"job_id": result.job_id, "traceparent": child, "status": result.status}
+        log.debug("result published", extra=extra)
+
+    def _result(self, item: _InFlight, outcome: Completion | BaseException) -> Result:
+        job = item.job
+        common: dict[str, Any] = {
+            "job_id": job.job_id, "model": job.model, "enqueued_at": item.enqueued_at,
+            "started_at": item.started_at, "worker_id": self.settings.worker_id,
+            "tenant": job.tenant, "webhook_url": job.webhook_url, "metadata": job.metadata,
+        }  # fmt: skip
+        if isinstance(outcome, Completion):
+            return Result(
+                status="succeeded", output=outcome.output, finish_reason=outcome.finish_reason,
+                prompt_tokens=outcome.prompt_tokens, output_tokens=outcome.output_tokens, **common,
+            )  # fmt: skip
+        code = outcome.code if isinstance(outcome, PermanentError) else "engine_error"
+        log.warning("job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent})
+        return Result(status="failed", error=ErrorInfo(code=code, message=str(outcome)[:2000]), **common)
+
+    def _to_dlq(self, msg: Message, tp: TP, epoch: int, code: str, reason: str, traceparent: str) -> None:
+        _, offset = position(msg)
+        self.stats["dlq"] += 1
+        self.metrics.dlq.labels(code).inc()
+        extra = {"code": code, "partition": tp[1], "offset": offset, "traceparent": traceparent}
+        log.warning("message sent to DLQ: %s", reason, extra=extra)
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(tp, offset, epoch)
+            else:
+                self._fail(f"DLQ record for {tp}@{offset} not stored: {err}")
+
+        headers = header_pairs(msg.headers())
+        headers += [
+            ("sluice.error.code", code.encode()), ("sluice.error.message", reason[:4000].encode()),
+            ("sluice.source.topic", tp[0].encode()), ("sluice.source.partition", str(tp[1]).encode()),
+            ("sluice.source.offset", str(offset).encode()),
+            ("sluice.worker.id", self.settings.worker_id.encode()),
+        ]  # fmt: skip
+        self._produce(self.settings.dlq_topic, msg.key(), msg.value(), headers, delivered)
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Any], cb: Any
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: wait for acks to drain it
+
+    # ---- commit and backpressure -----------------------------------------------------------
+
+    def _maybe_commit(self) -> None:
+        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+            self._commit(sync=False)
+
+    def _commit(self, sync: bool, tps: list[TP] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        offsets = self.tracker.committable(tps)
+        if not offsets:
+            return
+        try:
+            commit(self.consumer, offsets, sync)
+        except Exception as exc:
+            log.warning("commit failed: %s", exc)
+            return
+        self.tracker.mark_committed(offsets)
+        self.metrics.commits.inc()
+
+    def _apply_backpressure(self) -> None:
+        n = len(self._running)
+        if not self._paused and n >= self.settings.max_in_flight:
+            self._pause_all()
+        elif self._paused and n <= self.settings.max_in_flight * self.settings.low_water:
+            assignment = self.consumer.assignment()
+            if assignment:
+                self.consumer.resume(assignment)
+            self._paused = False
+            self.metrics.paused.set(0)
+
+    def _pause_all(self) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.pause(assignment)
+        self._paused = True
+        self.metrics.paused.set(1)
+
+    # ---- rebalance callbacks (run inside consume()) ----------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("assigned").inc(len(partitions))
+        for p in partitions:
+            self.tracker.assign((p.topic, p.partition))
+        consumer.incremental_assign(partitions)
+        if self._paused or self.state is not State.RUNNING:
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("revoked").inc(len(partitions))
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._publish_finished()
+        self.producer.flush(10)
+        self._commit(sync=True, tps=tps)
+        self._forget(tps)
+        consumer.incremental_unassign(partitions)
+        log.info("partitions revoked", extra={"partitions": [p.partition for p in partitions]})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc(len(partitions))
+        self._forget([(p.topic, p.partition) for p in partitions])
+        consumer.incremental_unassign(partitions)
+        log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+
+    def _forget(self, tps: list[TP]) -> None:
+        gone = set(tps)
+        for tp in tps:
+            self.tracker.revoke(tp)
+        for key, item in list(self._running.items()):
+            if item.tp in gone:
+                del self._running[key]
+                if item.task is not None:
+                    item.task.cancel()
+
+
+def _expired(job: Job) -> Result:
+    return Result(
+        job_id=job.job_id, status="expired", model=job.model, tenant=job.tenant,
+        webhook_url=job.webhook_url, metadata=job.metadata,
+        error=ErrorInfo(code="deadline_exceeded", message=f"deadline {job.deadline} passed before it ran"),
+    )  # fmt: skip
+
+
+def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Worker:
+    """Build a Worker with real Kafka clients from settings (the engine can be injected)."""
+    consumer = Consumer(
+        consumer_config(
+            settings, settings.group_id,
+            **{
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+                "max.poll.interval.ms": settings.max_poll_interval_ms,
+                "client.id": settings.worker_id,
+            },
+        )
+    )  # fmt: skip
+    producer = Producer(producer_config(settings, **{"client.id": settings.worker_id}))
+    metrics = WorkerMetrics()
+    if settings.metrics_port is not None:
+        start_metrics_server(settings.metrics_port, metrics.registry)
+    return Worker(settings, engine or make_engine(settings), consumer, producer, metrics)
+
+
+def run_worker(settings: WorkerSettings, engine: Engine | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the exit code."""
+
+    async def main() -> int:
+        worker = create_worker(settings, engine)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        return await worker.run()
+
+    return asyncio.run(main())

@@ -1,0 +1,88 @@
+"""Bulk submission of a JSONL file: one job per line, bad lines reported, good lines sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from tqdm import tqdm
+
+from producer.client import JobProducer, Submitted, build_job
+from sluice.errors import ContractError, KafkaOperationError
+
+__all__ = ["BadLine", "FileSummary", "submit_file"]
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line that was not submitted, and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass
+class FileSummary:
+    """What submit_file did."""
+
+    submitted: int = 0
+    acknowledged: int = 0
+    bad_lines: list[BadLine] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        bad = len(self.bad_lines)
+        head = f"{self.acknowledged}/{self.submitted} jobs acknowledged by Kafka, {bad} bad lines"
+        rows = [f"  line {b.line}: {b.reason}" for b in self.bad_lines[:50]]
+        if len(self.bad_lines) > 50:
+            rows.append(f"  ... and {len(self.bad_lines) - 50} more")
+        return "\n".join([head, *rows])
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if line:
+                yield number, line
+
+
+def submit_file(
+    producer: JobProducer,
+    path: Path,
+    *,
+    default_model: str | None = None,
+    progress: bool = True,
+    keep_ids: bool = True,
+) -> FileSummary:
+    """Submit every valid line of `path`; collect bad lines with their number and reason."""
+    summary = FileSummary()
+    futures: list[tuple[int, Future[Submitted]]] = []
+    bar = tqdm(desc=f"submit {path.name}", unit="job", disable=not progress)
+    for number, line in _lines(path):
+        try:
+            job = build_job(orjson.loads(line), default_model)
+        except orjson.JSONDecodeError as exc:
+            summary.bad_lines.append(BadLine(number, f"not valid JSON: {exc}"))
+            continue
+        except ContractError as exc:
+            summary.bad_lines.append(BadLine(number, f"{exc.code}: {exc}"))
+            continue
+        futures.append((number, producer.submit(job)))
+        summary.submitted += 1
+        if keep_ids:
+            summary.job_ids.append(job.job_id)
+        bar.update(1)
+    producer.flush()
+    bar.close()
+    for number, future in futures:
+        try:
+            future.result()
+            summary.acknowledged += 1
+        except KafkaOperationError as exc:
+            summary.bad_lines.append(BadLine(number, f"not stored by Kafka: {exc}"))
+    summary.bad_lines.sort(key=lambda b: b.line)
+    return summary

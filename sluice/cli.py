@@ -1,0 +1,207 @@
+"""`sluice` command line: each subcommand is a thin call into a service module.
+
+    sluice broker                  run a local Kafka broker (KRaft) until Ctrl-C
+    sluice topics create           create/check inference-jobs, inference-results, inference-dlq
+    sluice submit                  submit one job from flags or --json
+    sluice submit-file FILE.jsonl  submit a file of jobs, reporting bad lines
+    sluice worker                  run one worker (consumer-group member)
+    sluice sink                    run the webhook sink
+    sluice receiver                run a local webhook receiver that verifies signatures
+
+Settings come from SLUICE_* environment variables (see sluice/settings.py); flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sluice.errors import ContractError, SluiceError
+
+__all__ = ["main"]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SLUICE_CACHE_DIR", ".cache")).absolute()
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from sluice.broker import start_broker
+
+    broker = start_broker(_cache_dir(), port=args.port)
+    print(f"Kafka {broker.bootstrap_servers} ready (log: {broker.log_path}); Ctrl-C stops it", flush=True)
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    try:
+        while broker.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from sluice.kafka import create_topics
+    from sluice.settings import KafkaSettings
+
+    settings = KafkaSettings(**_overrides(args, ["jobs_partitions"]))
+    reports = create_topics(settings)
+    for r in reports:
+        print(f"{r.name}: {r.status}{' - ' + r.detail if r.detail else ''}")
+    return 1 if any(r.status == "mismatch" for r in reports) else 0
+
+
+def _job_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    spec: dict[str, Any] = orjson.loads(args.json) if args.json else {}
+    for name in ("job_id", "model", "prompt", "webhook_url", "tenant", "priority", "deadline"):
+        if getattr(args, name) is not None:
+            spec[name] = getattr(args, name)
+    sampling = {n: getattr(args, n) for n in ("max_tokens", "temperature", "top_p", "seed")}
+    sampling = {k: v for k, v in sampling.items() if v is not None}
+    if args.stop:
+        sampling["stop"] = args.stop
+    if sampling:
+        spec["sampling"] = {**spec.get("sampling", {}), **sampling}
+    return spec
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from producer import JobProducer
+    from sluice.settings import ProducerSettings
+
+    spec = _job_from_flags(args)
+    with JobProducer(ProducerSettings()) as producer:
+        done = producer.submit(spec, traceparent=args.traceparent).result(timeout=60)
+    print(orjson.dumps(dataclasses.asdict(done)).decode())
+    return 0
+
+
+def cmd_submit_file(args: argparse.Namespace) -> int:
+    from producer import JobProducer, submit_file
+    from sluice.settings import ProducerSettings
+
+    with JobProducer(ProducerSettings()) as producer:
+        summary = submit_file(producer, Path(args.file), default_model=args.model, keep_ids=False)
+    print(summary.describe())
+    return 0 if not summary.bad_lines else 2
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from consumer import run_worker
+    from sluice.settings import WorkerSettings
+
+    names = [
+        "group_id",
+        "worker_id",
+        "metrics_port",
+        "engine",
+        "fake_latency_s",
+        "fake_tokens_per_s",
+        "batch_size",
+    ]
+    return run_worker(WorkerSettings(**_overrides(args, names)))
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from results_sink import run_sink
+    from sluice.settings import SinkSettings
+
+    return run_sink(SinkSettings(**_overrides(args, ["group_id", "metrics_port", "webhook_secret"])))
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    from results_sink import decode_secret, start_receiver
+
+    secret = args.webhook_secret or os.environ.get("SLUICE_SINK_WEBHOOK_SECRET", "")
+    receiver = start_receiver(decode_secret(secret), port=args.port)
+    print(f"receiving on {receiver.url}; GET / for stats; Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        receiver.stop()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sluice", description="LLM inference through Kafka")
+    p.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("broker", cmd_broker, "run a local Kafka broker").add_argument("--port", type=int)
+    topics = add("topics", cmd_topics, "manage topics")
+    topics.add_argument("action", choices=["create"])
+    topics.add_argument("--partitions", dest="jobs_partitions", type=int)
+
+    s = add("submit", cmd_submit, "submit one job")
+    s.add_argument("--json", help="the job as a JSON object; flags override its fields")
+    for name in ("job-id", "model", "prompt", "webhook-url", "tenant", "priority", "deadline", "traceparent"):
+        s.add_argument(f"--{name}")
+    s.add_argument("--max-tokens", type=int)
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--stop", action="append")
+
+    f = add("submit-file", cmd_submit_file, "submit a JSONL file of jobs")
+    f.add_argument("file")
+    f.add_argument("--model", help="model for lines that name none")
+
+    w = add("worker", cmd_worker, "run a worker")
+    for name in ("group-id", "worker-id", "engine"):
+        w.add_argument(f"--{name}")
+    w.add_argument("--metrics-port", type=int)
+    w.add_argument("--batch-size", type=int)
+    w.add_argument("--fake-latency-s", type=float)
+    w.add_argument("--fake-tokens-per-s", type=float)
+
+    k = add("sink", cmd_sink, "run the webhook sink")
+    k.add_argument("--group-id")
+    k.add_argument("--metrics-port", type=int)
+    k.add_argument("--webhook-secret")
+
+    r = add("receiver", cmd_receiver, "run a local webhook receiver")
+    r.add_argument("--port", type=int, default=8787)
+    r.add_argument("--webhook-secret")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `sluice` console script."""
+    from sluice.logs import configure_logging
+
+    args = _parser().parse_args(argv)
+    listener = configure_logging(f"sluice-{args.command}", args.log_level)
+    try:
+        code: int = args.fn(args)
+        return code
+    except ContractError as exc:
+        print(f"error: invalid job ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    except SluiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        listener.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

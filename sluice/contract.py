@@ -1,0 +1,199 @@
+"""The wire contract: versioned Job and Result records, orjson-encoded.
+
+A record carries its schema version in `v`. Decoding checks the version first and rejects any
+version it does not know rather than guessing; then it validates every field and reports each
+problem as `field: reason (got <value>)`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sluice.errors import ContractError, FieldProblem
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ChatMessage",
+    "ErrorInfo",
+    "Job",
+    "Result",
+    "SamplingParams",
+    "decode_job",
+    "decode_result",
+    "encode",
+    "new_job_id",
+    "utcnow",
+]
+
+SCHEMA_VERSION = 1
+_SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
+MAX_PROMPT_CHARS = 1_000_000
+
+# Timestamps arrive as RFC 3339 strings (or unix seconds); everything else is strict: "5" is not 5.
+Timestamp = Annotated[datetime, Field(strict=False)]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the contract uses."""
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """A fresh job id for callers that do not bring their own."""
+    return uuid.uuid4().hex
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class SamplingParams(_Record):
+    """Per-job sampling parameters (the vLLM/OpenAI names and ranges)."""
+
+    max_tokens: int = Field(256, ge=1, le=1_000_000)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    seed: int | None = None
+
+    @field_validator("temperature", "top_p", mode="before")
+    @classmethod
+    def _int_is_a_number(cls, value: Any) -> Any:
+        # JSON has one number type: 1 and 1.0 are both acceptable here; True is not.
+        return float(value) if type(value) is int else value
+
+
+class ChatMessage(_Record):
+    """One chat turn, rendered with the model's chat template by the engine."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+class Job(_Record):
+    """An inference job. `job_id` is the Kafka key and the idempotency key."""
+
+    v: int = SCHEMA_VERSION
+    job_id: str = Field(default_factory=new_job_id, pattern=JOB_ID_PATTERN)
+    model: str = Field(min_length=1, max_length=256)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=1024)
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams())
+    webhook_url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    tenant: str | None = Field(None, min_length=1, max_length=128)
+    priority: Literal["normal", "high"] = "normal"
+    deadline: Timestamp | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    submitted_at: Timestamp = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Job:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("exactly one of 'prompt' or 'messages' must be given")
+        return self
+
+
+class ErrorInfo(_Record):
+    """Why a job did not succeed: a stable machine-readable code and a human message."""
+
+    code: str
+    message: str
+
+
+class Result(_Record):
+    """The outcome of one job, keyed by job_id on the results topic."""
+
+    v: int = SCHEMA_VERSION
+    job_id: str
+    status: Literal["succeeded", "failed", "expired"]
+    model: str | None = None
+    output: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    enqueued_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp = Field(default_factory=utcnow)
+    error: ErrorInfo | None = None
+    worker_id: str | None = None
+    tenant: str | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def encode(record: BaseModel) -> bytes:
+    """Serialize a record for the wire (orjson; None fields kept so the shape is stable)."""
+    return orjson.dumps(record.model_dump())
+
+
+R = TypeVar("R", Job, Result)
+
+
+def _decode(data: bytes | str | None, model: type[R]) -> R:
+    if data is None:
+        raise ContractError("empty", [FieldProblem("<value>", "message has no value")])
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError("invalid_json", [FieldProblem("<value>", f"not valid JSON: {exc}")]) from None
+    if not isinstance(obj, dict):
+        found = type(obj).__name__
+        raise ContractError(
+            "not_an_object", [FieldProblem("<value>", f"expected a JSON object, got {found}")]
+        )
+    version = obj.get("v", None)
+    if type(version) is not int or version not in _SUPPORTED_VERSIONS:
+        supported = sorted(_SUPPORTED_VERSIONS)
+        raise ContractError(
+            "unsupported_schema_version",
+            [
+                FieldProblem(
+                    "v",
+                    f"unsupported schema version {_show(version)}; this reader knows {supported}",
+                )
+            ],
+        )
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise ContractError("invalid_field", _problems(exc)) from None
+
+
+def decode_job(data: bytes | str | None) -> Job:
+    """Decode and validate a Job; raises ContractError naming every wrong field."""
+    return _decode(data, Job)
+
+
+def decode_result(data: bytes | str | None) -> Result:
+    """Decode and validate a Result; raises ContractError naming every wrong field."""
+    return _decode(data, Result)
+
+
+def _problems(exc: ValidationError) -> list[FieldProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "<value>"
+        reason = err["msg"]
+        if err["type"] == "missing":
+            reason = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif err["type"] == "value_error":
+            reason = reason.removeprefix("Value error, ")
+            if not err["loc"]:
+                field = "prompt|messages"
+        else:
+            reason = f"{reason} (got {_show(err.get('input'))})"
+        problems.append(FieldProblem(field, reason))
+    return problems
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

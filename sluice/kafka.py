@@ -1,0 +1,182 @@
+"""Kafka plumbing shared by the services: client configs, topic admin, headers, error wrapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from sluice.errors import ConfigError, KafkaOperationError
+from sluice.settings import KafkaSettings
+
+__all__ = [
+    "Headers",
+    "TopicReport",
+    "TopicSpec",
+    "commit",
+    "consumer_config",
+    "create_topics",
+    "header",
+    "position",
+    "producer_config",
+    "topic_specs",
+]
+
+Headers = list[tuple[str, bytes]]
+
+
+def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    """An idempotent, acks=all producer: a result acknowledged is a result stored."""
+    conf = settings.client_config()
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": getattr(settings, "compression_type", "lz4"),
+            "linger.ms": getattr(settings, "linger_ms", 5),
+        }
+    )
+    conf.update(extra)
+    return conf
+
+
+def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """A group member that commits by hand and stores no offsets on its own."""
+    conf = settings.client_config()
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
+    conf.update(extra)
+    return conf
+
+
+RawHeaders = Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None
+
+
+def header(headers: RawHeaders, name: str) -> str | None:
+    """The last value of header `name`, decoded, or None."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    found: str | bytes | None = None
+    for key, value in pairs:
+        if key == name and value is not None:
+            found = value
+    if isinstance(found, bytes):
+        return found.decode("utf-8", "replace")
+    return found
+
+
+def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
+    """Headers as (name, bytes) pairs, dropping null values."""
+    if not headers:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
+
+
+def position(msg: Message) -> tuple[tuple[str, int], int]:
+    """(topic, partition), offset of a consumed message (never None for a real record)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return (topic, partition), offset
+
+
+def commit(consumer: Consumer, offsets: Mapping[tuple[str, int], int], sync: bool) -> None:
+    """Commit explicit offsets (the next offset to read, per partition)."""
+    parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    if sync:
+        consumer.commit(offsets=parts, asynchronous=False)
+    else:
+        consumer.commit(offsets=parts, asynchronous=True)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic Sluice needs, with the configuration it must have."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What `create_topics` found or did for one topic."""
+
+    name: str
+    status: str  # "created" | "exists" | "mismatch"
+    detail: str = ""
+
+
+def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """The three topics: jobs, compacted results keyed by job id, and the dead-letter queue."""
+    return [
+        TopicSpec(settings.jobs_topic, settings.jobs_partitions, {"cleanup.policy": "delete"}),
+        TopicSpec(
+            settings.results_topic,
+            settings.results_partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        ),
+        TopicSpec(settings.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": "1209600000"}),
+    ]
+
+
+def create_topics(
+    settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
+) -> list[TopicReport]:
+    """Create missing topics; check existing ones and report any whose configuration differs."""
+    specs = list(specs if specs is not None else topic_specs(settings))
+    admin = AdminClient(settings.client_config())
+    existing = admin.list_topics(timeout=timeout).topics
+    reports: dict[str, TopicReport] = {}
+    new = [
+        NewTopic(s.name, s.partitions, settings.replication_factor, config=dict(s.config))
+        for s in specs
+        if s.name not in existing
+    ]
+    for name, future in (admin.create_topics(new, operation_timeout=timeout) if new else {}).items():
+        try:
+            future.result(timeout)
+            reports[name] = TopicReport(name, "created")
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaOperationError(f"creating topic {name!r} failed: {exc}", exc.args[0]) from exc
+    for spec in specs:
+        if spec.name not in reports:
+            reports[spec.name] = _compare(admin, spec, timeout)
+    return [reports[s.name] for s in specs]
+
+
+def _compare(admin: AdminClient, spec: TopicSpec, timeout: float) -> TopicReport:
+    meta = admin.list_topics(topic=spec.name, timeout=timeout).topics[spec.name]
+    differences = []
+    if len(meta.partitions) != spec.partitions:
+        differences.append(f"partitions={len(meta.partitions)} (wanted {spec.partitions})")
+    resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
+    actual = admin.describe_configs([resource])[resource].result(timeout)
+    for key, wanted in spec.config.items():
+        have = actual[key].value if key in actual else None
+        if have != wanted:
+            differences.append(f"{key}={have} (wanted {wanted})")
+    if differences:
+        return TopicReport(spec.name, "mismatch", ", ".join(differences))
+    return TopicReport(spec.name, "exists")
+
+
+def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None) -> list[TopicReport]:
+    """create_topics, but a mismatch is an error: services refuse to run on a misconfigured topic."""
+    reports = create_topics(settings, specs)
+    bad = [r for r in reports if r.status == "mismatch"]
+    if bad:
+        raise ConfigError("; ".join(f"topic {r.name!r} exists with {r.detail}" for r in bad))
+    return reports

@@ -1,0 +1,132 @@
+"""Typed settings for every service, read from SLUICE_* environment variables (and CLI flags).
+
+One class per service; each inherits the Kafka connection and topic names from KafkaSettings.
+Secrets are SecretStr so they never appear in reprs, logs or metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "KafkaSettings",
+    "ProducerSettings",
+    "SinkSettings",
+    "WorkerSettings",
+]
+
+
+def _shared(name: str) -> AliasChoices:
+    # Shared fields keep the SLUICE_ prefix whatever prefix a service class sets for its own.
+    return AliasChoices(f"SLUICE_{name.upper()}", name)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the cluster and which topics to use; shared by every service."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore", populate_by_name=True)
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "SLUICE_BOOTSTRAP_SERVERS", "bootstrap_servers"
+        ),
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_shared("security_protocol")
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validation_alias=_shared("sasl_mechanism")
+    )
+    sasl_username: str | None = Field(None, validation_alias=_shared("sasl_username"))
+    sasl_password: SecretStr | None = Field(None, validation_alias=_shared("sasl_password"))
+    ssl_ca_location: str | None = Field(None, validation_alias=_shared("ssl_ca_location"))
+    client_overrides: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=_shared("client_overrides")
+    )
+
+    jobs_topic: str = Field("inference-jobs", validation_alias=_shared("jobs_topic"))
+    results_topic: str = Field("inference-results", validation_alias=_shared("results_topic"))
+    dlq_topic: str = Field("inference-dlq", validation_alias=_shared("dlq_topic"))
+    jobs_partitions: int = Field(12, ge=1, validation_alias=_shared("jobs_partitions"))
+    results_partitions: int = Field(12, ge=1, validation_alias=_shared("results_partitions"))
+    replication_factor: int = Field(1, ge=1, validation_alias=_shared("replication_factor"))
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings common to producers, consumers and admin clients."""
+        conf: dict[str, Any] = {
+            # librdkafka's own log lines go through Python logging, so they come out as JSON too.
+            "logger": logging.getLogger("sluice.librdkafka"),
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.client_overrides)
+        return conf
+
+
+class ProducerSettings(KafkaSettings):
+    """Settings of the job producer (library and `sluice submit`)."""
+
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    linger_ms: int = Field(5, ge=0)
+    delivery_timeout_ms: int = Field(120_000, ge=1000)
+
+
+class WorkerSettings(KafkaSettings):
+    """Settings of one worker (consumer-group member)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_WORKER_", extra="ignore", populate_by_name=True)
+
+    group_id: str = "sluice-workers"
+    worker_id: str = Field(default_factory=_default_worker_id)
+    batch_size: int = Field(256, ge=1)
+    max_in_flight: int = Field(512, ge=1)
+    low_water: float = Field(0.5, gt=0.0, lt=1.0)
+    poll_timeout_s: float = Field(0.05, gt=0.0)
+    commit_interval_s: float = Field(1.0, gt=0.0)
+    drain_timeout_s: float = Field(30.0, ge=0.0)
+    session_timeout_ms: int = Field(45_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    engine: Literal["fake"] = "fake"
+    fake_latency_s: float = Field(0.0, ge=0.0)
+    fake_tokens_per_s: float = Field(0.0, ge=0.0)
+    fake_max_batch: int = Field(256, ge=1)
+    metrics_port: int | None = None
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    linger_ms: int = Field(5, ge=0)
+
+
+class SinkSettings(KafkaSettings):
+    """Settings of the results sink (webhook delivery)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_SINK_", extra="ignore", populate_by_name=True)
+
+    group_id: str = "sluice-sink"
+    webhook_secret: SecretStr = SecretStr("")
+    max_attempts: int = Field(4, ge=1)
+    backoff_s: float = Field(0.5, ge=0.0)
+    timeout_s: float = Field(15.0, gt=0.0)
+    concurrency: int = Field(64, ge=1)
+    session_timeout_ms: int = Field(45_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    commit_interval_s: float = Field(1.0, gt=0.0)
+    metrics_port: int | None = None
