@@ -1,0 +1,168 @@
+"""Integration fixtures: one real Kafka broker per session (or KAFKA_BOOTSTRAP_SERVERS), fresh
+topics per test, and helpers to run workers and the sink as real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from sluice.broker import LocalBroker, start_broker
+from sluice.contract import Result, decode_result
+from sluice.kafka import TopicSpec, create_topics
+from sluice.settings import KafkaSettings
+from tests.conftest import cache_dir
+
+SECRET = "whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LWtleQ=="
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[LocalBroker | None]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
+        return
+    local = start_broker(cache_dir())
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: LocalBroker | None) -> str:
+    return broker.bootstrap_servers if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@dataclass
+class Env:
+    """Topic names and group ids unique to one test, plus the environment for child processes."""
+
+    bootstrap: str
+    prefix: str
+    partitions: int
+
+    @property
+    def settings(self) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap,
+            jobs_topic=f"{self.prefix}-jobs",
+            results_topic=f"{self.prefix}-results",
+            dlq_topic=f"{self.prefix}-dlq",
+            jobs_partitions=self.partitions,
+            results_partitions=self.partitions,
+        )
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        s = self.settings
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "SLUICE_JOBS_TOPIC": s.jobs_topic,
+            "SLUICE_RESULTS_TOPIC": s.results_topic,
+            "SLUICE_DLQ_TOPIC": s.dlq_topic,
+            "SLUICE_WORKER_GROUP_ID": f"{self.prefix}-workers",
+            "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_WORKER_HEARTBEAT_INTERVAL_MS": "500",
+            "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",
+            "SLUICE_SINK_GROUP_ID": f"{self.prefix}-sink",
+            "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_SINK_HEARTBEAT_INTERVAL_MS": "500",
+            "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
+            "SLUICE_SINK_BACKOFF_S": "0.2",
+        }
+        env.update(extra)
+        return env
+
+
+@pytest.fixture
+def env(bootstrap: str) -> Env:
+    e = Env(bootstrap, f"t{uuid.uuid4().hex[:10]}", partitions=6)
+    s = e.settings
+    specs = [
+        TopicSpec(s.jobs_topic, e.partitions, {"cleanup.policy": "delete"}),
+        TopicSpec(s.results_topic, e.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(s.dlq_topic, 1, {"cleanup.policy": "delete"}),
+    ]
+    create_topics(s, specs)
+    return e
+
+
+class Procs:
+    """Child `sluice` processes started by a test; all are killed at teardown."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], environ: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sluice.cli", *args], env=environ, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
+
+
+def read_topic(
+    bootstrap: str, topic: str, idle_s: float = 3.0
+) -> list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    """Every record of `topic` from the beginning (key, value, headers), read without a group."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    records = []
+    eof: set[int] = set()
+    last = time.monotonic()
+    while len(eof) < len(meta.partitions) and time.monotonic() - last < idle_s:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        last = time.monotonic()
+        if msg.error():
+            eof.add(msg.partition() or 0)
+            continue
+        records.append((msg.key(), msg.value(), list(msg.headers() or [])))
+    consumer.close()
+    return records
+
+
+def read_results(bootstrap: str, topic: str) -> list[Result]:
+    return [decode_result(v) for _, v, _ in read_topic(bootstrap, topic)]
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.25) -> None:
+    """Poll `predicate()` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

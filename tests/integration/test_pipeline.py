@@ -1,0 +1,151 @@
+"""End to end on the real broker: producer -> workers (real processes) -> results -> sink -> receiver."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from consumer.fake_engine import fake_completion
+from producer import JobProducer
+from results_sink import decode_secret, start_receiver
+from sluice.contract import Job
+from sluice.settings import ProducerSettings
+from sluice.tracing import new_traceparent, trace_id
+from tests.integration.conftest import SECRET, Env, Procs, read_results, read_topic, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def submit_jobs(env: Env, n: int, webhook_url: str | None) -> tuple[list[Job], dict[str, str]]:
+    jobs = [
+        Job(job_id=f"job-{i:05d}", model="tiny", prompt=f"prompt number {i} with some words",
+            webhook_url=webhook_url, metadata={"row": i})
+        for i in range(n)
+    ]  # fmt: skip
+    traces: dict[str, str] = {}
+    settings = ProducerSettings(**env.settings.model_dump())
+    with JobProducer(settings) as producer:
+        futures = []
+        for job in jobs:
+            tp = new_traceparent()
+            traces[job.job_id] = tp
+            futures.append(producer.submit(job, traceparent=tp))
+        producer.flush()
+        assert all(f.result().job_id for f in futures)
+    return jobs, traces
+
+
+def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, procs: Procs) -> None:
+    receiver = start_receiver(decode_secret(SECRET))
+    try:
+        worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.002")
+        procs.start("worker-a", ["worker", "--worker-id", "wa"], worker_env)
+        procs.start("worker-b", ["worker", "--worker-id", "wb"], worker_env)
+        procs.start("sink", ["sink"], env.environ())
+        jobs, traces = submit_jobs(env, 2000, receiver.url)
+
+        wait_until(lambda: receiver.stats()["unique"] >= 2000, 180, "2000 webhooks")
+        results = read_results(env.bootstrap, env.settings.results_topic)
+    finally:
+        receiver.stop()
+
+    by_id: dict[str, list[object]] = {}
+    for r in results:
+        by_id.setdefault(r.job_id, []).append(r)
+    assert set(by_id) == {j.job_id for j in jobs}
+    assert all(len(v) == 1 for v in by_id.values()), "a clean run publishes exactly one result per job"
+    workers = Counter()
+    for job in jobs:
+        (result,) = by_id[job.job_id]
+        expected = fake_completion(job)
+        assert result.status == "succeeded"  # type: ignore[attr-defined]
+        assert result.output == expected.output  # type: ignore[attr-defined]
+        assert result.output_tokens == expected.output_tokens  # type: ignore[attr-defined]
+        assert result.metadata == job.metadata  # type: ignore[attr-defined]
+        workers[result.worker_id] += 1  # type: ignore[attr-defined]
+    assert set(workers) == {"wa", "wb"}, f"both workers should share the work: {workers}"
+
+    stats = receiver.stats()
+    assert stats["bad_signature"] == 0
+    assert set(receiver.counts) == {j.job_id for j in jobs}
+    # The caller's trace continues through worker and sink to the webhook.
+    for job_id, tp in list(traces.items())[:200]:
+        assert trace_id(receiver.traceparents[job_id]) == trace_id(tp)
+    assert receiver.bodies["job-00042"]["output"] == fake_completion(jobs[42]).output
+    # ... and appears in the worker's log lines about that job.
+    logs = procs.logs()
+    assert '"traceparent"' in logs
+
+
+def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
+    # ~100 jobs/s per worker, so the kill lands with jobs in flight and 2000 take a while.
+    worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.2", SLUICE_WORKER_MAX_IN_FLIGHT="20")
+    victim = procs.start("victim", ["worker", "--worker-id", "victim"], worker_env)
+    procs.start("survivor", ["worker", "--worker-id", "survivor"], worker_env)
+    jobs, _ = submit_jobs(env, 2000, None)
+    topic = env.settings.results_topic
+
+    def by_worker() -> Counter[str | None]:
+        return Counter(r.worker_id for r in read_results(env.bootstrap, topic))
+
+    wait_until(lambda: by_worker()["victim"] >= 100, 120, "the victim to publish 100 results")
+    before_kill = sum(by_worker().values())
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert before_kill < 2000, "the kill must land mid-run"
+    wait_until(lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results")
+
+    results = read_results(env.bootstrap, topic)
+    assert {r.job_id for r in results} == {j.job_id for j in jobs}
+    assert all(r.status == "succeeded" for r in results)
+    assert by_worker()["survivor"] > 0
+
+
+def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, procs: Procs) -> None:
+    s = env.settings
+    bad = {
+        b"bad-json": b'{"v": 1, "model": ',
+        b"bad-type": orjson.dumps(
+            {"v": 1, "job_id": "bad-type", "model": "m", "prompt": "p", "sampling": {"max_tokens": "ten"}}
+        ),
+        b"bad-version": orjson.dumps({"v": 99, "job_id": "bad-version", "model": "m", "prompt": "p"}),
+        b"bad-utf8": b'{"v": 1, "model": "m", "prompt": "\xff\xfe"}',
+        b"bad-shape": b"[1, 2, 3]",
+    }
+    producer = Producer({"bootstrap.servers": env.bootstrap})
+    good = [Job(job_id=f"good-{i}", model="m", prompt=f"fine {i}") for i in range(20)]
+    for i, job in enumerate(good):
+        producer.produce(
+            s.jobs_topic, orjson.dumps(job.model_dump()), job.job_id.encode(), partition=i % env.partitions
+        )
+        if i % 4 == 0:
+            key, value = list(bad.items())[i // 4]
+            producer.produce(s.jobs_topic, value, key, partition=i % env.partitions)
+    assert producer.flush(10) == 0
+
+    procs.start("worker", ["worker"], env.environ())
+    wait_until(lambda: len(read_topic(env.bootstrap, s.dlq_topic, idle_s=1)) >= len(bad), 60, "DLQ records")
+    wait_until(lambda: len(read_results(env.bootstrap, s.results_topic)) >= len(good), 60, "good results")
+
+    dlq = {k: (v, dict(h)) for k, v, h in read_topic(env.bootstrap, s.dlq_topic)}
+    assert set(dlq) == set(bad)
+    for key, value in bad.items():
+        body, headers = dlq[key]
+        assert body == value, "the original bytes are kept"
+        assert headers["sluice.source.topic"] == s.jobs_topic.encode()
+        assert int(headers["sluice.source.offset"]) >= 0
+    codes = {k: h["sluice.error.code"].decode() for k, (_, h) in dlq.items()}
+    assert codes == {
+        b"bad-json": "invalid_json",
+        b"bad-type": "invalid_field",
+        b"bad-version": "unsupported_schema_version",
+        b"bad-utf8": "invalid_json",
+        b"bad-shape": "not_an_object",
+    }
+    assert b"sampling.max_tokens" in dlq[b"bad-type"][1]["sluice.error.message"]
+    results = read_results(env.bootstrap, s.results_topic)
+    assert {r.job_id for r in results} == {j.job_id for j in good}

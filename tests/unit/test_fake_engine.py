@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from consumer.engine import Engine, make_engine
+from consumer.fake_engine import FAIL_MARKER, FakeEngine, fake_completion
+from sluice.contract import Job, SamplingParams
+from sluice.errors import PermanentError
+from sluice.settings import WorkerSettings
+
+
+def test_output_is_derived_from_the_prompt() -> None:
+    c = fake_completion(Job(model="m", prompt="one two three"))
+    assert (c.output, c.finish_reason, c.prompt_tokens, c.output_tokens) == ("three two one", "stop", 3, 3)
+    c = fake_completion(Job(model="m", prompt="one two three", sampling=SamplingParams(max_tokens=2)))
+    assert (c.output, c.finish_reason, c.output_tokens) == ("three two", "length", 2)
+
+
+def test_factory_builds_the_fake_and_it_satisfies_the_protocol() -> None:
+    engine = make_engine(WorkerSettings(engine="fake", fake_max_batch=3))
+    assert isinstance(engine, FakeEngine) and isinstance(engine, Engine)
+    assert engine.max_concurrency == 3
+
+
+def test_jobs_finish_out_of_order_and_slots_limit_concurrency() -> None:
+    async def main() -> list[str]:
+        engine = FakeEngine(latency_s=0.0, tokens_per_s=200.0, max_batch=2)
+        await engine.start()
+        order: list[str] = []
+
+        async def run(words: int, name: str) -> None:
+            await engine.generate(Job(job_id=name, model="m", prompt=" ".join(["w"] * words)))
+            order.append(name)
+
+        await asyncio.gather(run(20, "long"), run(2, "short"), run(2, "queued"))
+        return order
+
+    order = asyncio.run(main())
+    # 'short' overtakes 'long'; 'queued' waits for a free slot, which 'short' frees first.
+    assert order == ["short", "queued", "long"]
+
+
+def test_fail_marker_raises_a_permanent_error() -> None:
+    async def main() -> None:
+        engine = FakeEngine()
+        await engine.start()
+        await engine.generate(Job(model="m", prompt=f"x {FAIL_MARKER}"))
+
+    with pytest.raises(PermanentError):
+        asyncio.run(main())

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import io
+import logging
+import threading
+
+import orjson
+
+from sluice.logs import configure_logging
+from sluice.settings import SinkSettings, WorkerSettings
+from sluice.tracing import child_traceparent, ensure_traceparent, is_valid, new_traceparent, trace_id
+
+
+def test_traceparent_is_kept_when_valid_and_replaced_when_not() -> None:
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert ensure_traceparent(tp) == tp
+    for bad in (None, "", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", tp.upper()):
+        fresh = ensure_traceparent(bad)
+        assert is_valid(fresh) and fresh != bad
+
+
+def test_child_keeps_the_trace_and_changes_the_span() -> None:
+    parent = new_traceparent()
+    child = child_traceparent(parent)
+    assert is_valid(child)
+    assert trace_id(child) == trace_id(parent)
+    assert child != parent
+
+
+def test_logs_are_json_lines_with_job_fields() -> None:
+    out = io.StringIO()
+    listener = configure_logging("test-svc", "INFO", stream=out)
+    try:
+        logging.getLogger("sluice.x").info("job %s done", "j1", extra={"job_id": "j1", "traceparent": "00-a"})
+        logging.getLogger("sluice.x").debug("hidden")
+    finally:
+        listener.stop()
+        logging.getLogger().handlers.clear()
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 1
+    entry = lines[0]
+    assert entry["msg"] == "job j1 done"
+    assert entry["service"] == "test-svc"
+    assert entry["job_id"] == "j1" and entry["traceparent"] == "00-a"
+    assert entry["level"] == "info"
+
+
+def test_logging_never_waits_for_the_writer() -> None:
+    release = threading.Event()
+
+    class Blocked(io.StringIO):
+        def write(self, s: str) -> int:
+            release.wait()
+            return super().write(s)
+
+    stream = Blocked()
+    listener = configure_logging("test-svc", "INFO", stream=stream)
+    # If logging wrote in the caller's thread, the first call would block until this timer fires,
+    # and the writes would already be there when we look below.
+    safety = threading.Timer(5.0, release.set)
+    safety.start()
+    try:
+        for i in range(20):
+            logging.getLogger("sluice.x").info("line %d", i)
+        written_while_blocked = stream.getvalue()
+        release.set()
+    finally:
+        listener.stop()
+        safety.cancel()
+        logging.getLogger().handlers.clear()
+    assert written_while_blocked == ""
+    assert len(stream.getvalue().splitlines()) == 20
+
+
+def test_settings_read_environment_and_hide_secrets(monkeypatch: object) -> None:
+    mp = monkeypatch
+    mp.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_JOBS_TOPIC", "my-jobs")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_WORKER_BATCH_SIZE", "17")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_SINK_WEBHOOK_SECRET", "hunter2")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_SASL_PASSWORD", "pw-secret")  # type: ignore[attr-defined]
+    w = WorkerSettings()
+    assert (w.bootstrap_servers, w.jobs_topic, w.batch_size) == ("k1:9092", "my-jobs", 17)
+    s = SinkSettings()
+    assert s.webhook_secret.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(s) and "pw-secret" not in repr(s)
+    assert s.client_config()["sasl.password"] == "pw-secret"
