@@ -97,7 +97,9 @@ def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert before_kill < 2000, "the kill must land mid-run"
-    wait_until(lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results")
+    wait_until(
+        lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results"
+    )
 
     results = read_results(env.bootstrap, topic)
     assert {r.job_id for r in results} == {j.job_id for j in jobs}

@@ -1,0 +1,58 @@
+# Sluice. `make demo` and `make test` are the two commands a new machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export SLUICE_CACHE_DIR ?= $(CURDIR)/.cache
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test unit integration lint typecheck bench broker topics clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Sluice needs Python 3.11+ (set PYTHON=...)"; exit 1; }
+	@command -v java >/dev/null || { echo "error: java not found; the local Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found; Sluice fetches Kafka from Maven Central with Maven (apt-get install maven)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install Sluice with its dev tools
+
+demo: $(STAMP) ## start a broker, a worker, the sink and a receiver; run a few hundred jobs end to end
+	$(BIN)/python deploy/demo.py
+
+test: $(STAMP) lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
+	$(BIN)/pytest -q
+
+unit: $(STAMP) ## unit tests only (no broker)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP) ## integration tests on the real broker
+	$(BIN)/pytest -q tests/integration
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+bench: $(STAMP) ## benchmarks; results go to BENCHMARKS.md
+	$(BIN)/python bench/run.py
+
+broker: $(STAMP) ## run a local Kafka broker in the foreground (Ctrl-C stops it)
+	$(BIN)/sluice broker --port $${PORT:-9092}
+
+topics: $(STAMP) ## create the topics on $$KAFKA_BOOTSTRAP_SERVERS
+	$(BIN)/sluice topics create
+
+clean: ## remove the virtualenv and caches (keeps nothing)
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache *.egg-info

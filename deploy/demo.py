@@ -1,0 +1,190 @@
+"""`make demo`: the whole pipeline on this machine, visibly.
+
+Starts a local Kafka broker (or uses KAFKA_BOOTSTRAP_SERVERS), creates the topics, starts a worker
+and the sink as real `sluice` processes plus a local webhook receiver, submits a few hundred jobs
+with a progress bar, waits for every result and webhook, prints a summary, and stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from confluent_kafka import Consumer
+from tqdm import tqdm
+
+from producer import JobProducer
+from results_sink import decode_secret, start_receiver
+from sluice.broker import LocalBroker, start_broker
+from sluice.contract import Job, Result, SamplingParams, decode_result
+from sluice.kafka import create_topics
+from sluice.settings import KafkaSettings, ProducerSettings
+
+SECRET = "whsec_" + "ZGVtby1zZWNyZXQtZm9yLXNsdWljZS1sb2NhbC1ydW4="
+WORDS = [
+    "kafka",
+    "stream",
+    "worker",
+    "token",
+    "batch",
+    "offset",
+    "commit",
+    "partition",
+    "result",
+    "webhook",
+    "model",
+    "prompt",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    cache = Path(os.environ.get("SLUICE_CACHE_DIR", ".cache")).absolute()
+    run_dir = cache / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    broker: LocalBroker | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("• starting a local Kafka broker (KRaft, 127.0.0.1) ...", flush=True)
+        broker = start_broker(cache)
+        bootstrap = broker.bootstrap_servers
+    print(f"• Kafka at {bootstrap}", flush=True)
+    suffix = uuid.uuid4().hex[:6]
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        jobs_topic=f"inference-jobs-demo-{suffix}" if not broker else "inference-jobs",
+        results_topic=f"inference-results-demo-{suffix}" if not broker else "inference-results",
+        dlq_topic=f"inference-dlq-demo-{suffix}" if not broker else "inference-dlq",
+    )
+    for report in create_topics(settings):
+        print(f"  topic {report.name}: {report.status} {report.detail}".rstrip(), flush=True)
+
+    receiver = start_receiver(decode_secret(SECRET))
+    print(f"• webhook receiver at {receiver.url}", flush=True)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SLUICE_JOBS_TOPIC": settings.jobs_topic,
+        "SLUICE_RESULTS_TOPIC": settings.results_topic,
+        "SLUICE_DLQ_TOPIC": settings.dlq_topic,
+        "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
+        "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
+        "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
+        # The fake engine models a GPU: 64 sequences at once, 400 tokens/s each.
+        "SLUICE_WORKER_FAKE_TOKENS_PER_S": os.environ.get("SLUICE_WORKER_FAKE_TOKENS_PER_S", "400"),
+        "SLUICE_WORKER_FAKE_MAX_BATCH": os.environ.get("SLUICE_WORKER_FAKE_MAX_BATCH", "64"),
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(args.workers):
+            procs.append(
+                _spawn(["worker", "--worker-id", f"demo-worker-{i}"], env, run_dir / f"worker-{i}.log")
+            )
+        procs.append(_spawn(["sink"], env, run_dir / "sink.log"))
+        print(f"• {args.workers} worker(s) and the sink running (logs in {run_dir})", flush=True)
+        jobs = _jobs(args.jobs, receiver.url)
+        _submit(settings, jobs)
+        results = _collect(settings, {j.job_id for j in jobs}, receiver)
+        _summary(jobs, results, receiver.stats(), time.monotonic() - started)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+        receiver.stop()
+        if broker is not None:
+            broker.stop()
+        print("• stopped worker, sink, receiver" + (" and broker" if broker else ""), flush=True)
+    return 0
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "sluice.cli", *args], env=env, stdout=out, stderr=out)
+
+
+def _jobs(n: int, webhook_url: str) -> list[Job]:
+    rng = random.Random(42)
+    jobs = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40)))
+        sampling = SamplingParams(max_tokens=rng.choice([8, 16, 32, 64]), temperature=0.0)
+        jobs.append(
+            Job(model="demo", prompt=prompt, sampling=sampling, webhook_url=webhook_url, metadata={"row": i})
+        )
+    return jobs
+
+
+def _submit(settings: KafkaSettings, jobs: list[Job]) -> None:
+    with JobProducer(ProducerSettings(**settings.model_dump())) as producer:
+        futures = [producer.submit(job) for job in tqdm(jobs, desc="submit ", unit="job")]
+        producer.flush()
+        for f in futures:
+            f.result()
+
+
+def _collect(settings: KafkaSettings, ids: set[str], receiver: object) -> dict[str, Result]:
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"demo-reader-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })  # fmt: skip
+    consumer.subscribe([settings.results_topic])
+    results: dict[str, Result] = {}
+    deadline = time.monotonic() + 120
+    with tqdm(total=len(ids), desc="results", unit="job") as bar:
+        while len(results) < len(ids) and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error():
+                    continue
+                result = decode_result(msg.value())
+                if result.job_id in ids and result.job_id not in results:
+                    results[result.job_id] = result
+                    bar.update(1)
+    consumer.close()
+    with tqdm(total=len(ids), desc="webhook", unit="job") as bar:
+        while time.monotonic() < deadline:
+            bar.n = receiver.stats()["unique"]  # type: ignore[attr-defined]
+            bar.refresh()
+            if bar.n >= len(ids):
+                break
+            time.sleep(0.2)
+    return results
+
+
+def _summary(jobs: list[Job], results: dict[str, Result], hooks: dict[str, int], elapsed: float) -> None:
+    statuses = Counter(r.status for r in results.values())
+    tokens = sum(r.output_tokens for r in results.values())
+    sample = results.get(jobs[0].job_id)
+    lost = len(jobs) - len(results)
+    print()
+    print("  ┌──────────── Sluice demo summary ────────────")
+    print(f"  │ jobs submitted        {len(jobs)}")
+    print(f"  │ results               {len(results)}  {dict(statuses)}")
+    print(f"  │ output tokens         {tokens}")
+    print(f"  │ webhooks received     {hooks['unique']} unique, {hooks['duplicates']} duplicate")
+    print(f"  │ bad signatures        {hooks['bad_signature']}")
+    print(f"  │ lost                  {lost}")
+    print(f"  │ wall time             {elapsed:.1f} s")
+    if sample is not None:
+        print(f"  │ sample  prompt        {jobs[0].prompt[:60]!r}")
+        print(f"  │         output        {(sample.output or '')[:60]!r}")
+    print("  └─────────────────────────────────────────────")
+    if lost or hooks["unique"] < len(jobs) or hooks["bad_signature"]:
+        raise SystemExit("demo incomplete: see the logs under .cache/demo")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
