@@ -26,6 +26,7 @@ from results_sink import decode_secret, start_receiver
 from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Job, Result, SamplingParams, decode_result
 from sluice.kafka import create_topics
+from sluice.logs import configure_logging
 from sluice.settings import KafkaSettings, ProducerSettings
 
 SECRET = "whsec_" + "ZGVtby1zZWNyZXQtZm9yLXNsdWljZS1sb2NhbC1ydW4="
@@ -50,6 +51,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    # Only errors on the console: the progress bars and the summary are the demo's output.
+    configure_logging("sluice-demo", "ERROR")
     cache = Path(os.environ.get("SLUICE_CACHE_DIR", ".cache")).absolute()
     run_dir = cache / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
