@@ -127,7 +127,7 @@ class Worker:
 
     async def _idle(self) -> None:
         self._wake.clear()
-        if self._finished or self.state is not State.RUNNING:
+        if self._finished:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.settings.poll_timeout_s)

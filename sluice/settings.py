@@ -101,7 +101,7 @@ class WorkerSettings(KafkaSettings):
     max_in_flight: int = Field(512, ge=1)
     low_water: float = Field(0.5, gt=0.0, lt=1.0)
     poll_timeout_s: float = Field(0.05, gt=0.0)
-    commit_interval_s: float = Field(1.0, gt=0.0)
+    commit_interval_s: float = Field(1.0, ge=0.0)
     drain_timeout_s: float = Field(30.0, ge=0.0)
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
@@ -128,5 +128,5 @@ class SinkSettings(KafkaSettings):
     concurrency: int = Field(64, ge=1)
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
-    commit_interval_s: float = Field(1.0, gt=0.0)
+    commit_interval_s: float = Field(1.0, ge=0.0)
     metrics_port: int | None = None

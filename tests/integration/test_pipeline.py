@@ -151,3 +151,23 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
     assert b"sampling.max_tokens" in dlq[b"bad-type"][1]["sluice.error.message"]
     results = read_results(env.bootstrap, s.results_topic)
     assert {r.job_id for r in results} == {j.job_id for j in good}
+
+
+def test_sigterm_drains_in_flight_jobs_without_duplicates(env: Env, procs: Procs) -> None:
+    # Jobs take 1 s; the drain timeout covers them, so a SIGTERM mid-run must cause no duplicate.
+    worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="1.0", SLUICE_WORKER_MAX_IN_FLIGHT="10",
+                             SLUICE_WORKER_DRAIN_TIMEOUT_S="30")  # fmt: skip
+    first = procs.start("first", ["worker", "--worker-id", "first"], worker_env)
+    jobs, _ = submit_jobs(env, 60, None)
+    topic = env.settings.results_topic
+    wait_until(lambda: len(read_results(env.bootstrap, topic)) >= 10, 60, "the first results")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(60) == 0
+    procs.start("second", ["worker", "--worker-id", "second"], worker_env)
+    wait_until(lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 60, 120, "all results")
+
+    ids = Counter(r.job_id for r in read_results(env.bootstrap, topic))
+    assert set(ids) == {j.job_id for j in jobs}
+    assert max(ids.values()) == 1, (
+        f"duplicates after a graceful drain: {[k for k, v in ids.items() if v > 1]}"
+    )
