@@ -102,9 +102,11 @@ class Worker:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
         self.consumer.subscribe(
-            [self.settings.jobs_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            [self.settings.jobs_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_lost,
-        )  # fmt: skip
+        )
         log.info("worker started", extra={"worker_id": self.settings.worker_id})
         try:
             await self._loop()
@@ -246,23 +248,37 @@ class Worker:
             else:
                 self._fail(f"result for job {result.job_id} not stored: {err}")
 
-        self._produce(self.settings.results_topic, result.job_id.encode(), encode(result),
-                      [(TRACEPARENT, child.encode())], delivered)  # fmt: skip
+        self._produce(
+            self.settings.results_topic,
+            result.job_id.encode(),
+            encode(result),
+            [(TRACEPARENT, child.encode())],
+            delivered,
+        )
         extra = {"job_id": result.job_id, "traceparent": child, "status": result.status}
         log.debug("result published", extra=extra)
 
     def _result(self, item: _InFlight, outcome: Completion | BaseException) -> Result:
         job = item.job
         common: dict[str, Any] = {
-            "job_id": job.job_id, "model": job.model, "enqueued_at": item.enqueued_at,
-            "started_at": item.started_at, "worker_id": self.settings.worker_id,
-            "tenant": job.tenant, "webhook_url": job.webhook_url, "metadata": job.metadata,
-        }  # fmt: skip
+            "job_id": job.job_id,
+            "model": job.model,
+            "enqueued_at": item.enqueued_at,
+            "started_at": item.started_at,
+            "worker_id": self.settings.worker_id,
+            "tenant": job.tenant,
+            "webhook_url": job.webhook_url,
+            "metadata": job.metadata,
+        }
         if isinstance(outcome, Completion):
             return Result(
-                status="succeeded", output=outcome.output, finish_reason=outcome.finish_reason,
-                prompt_tokens=outcome.prompt_tokens, output_tokens=outcome.output_tokens, **common,
-            )  # fmt: skip
+                status="succeeded",
+                output=outcome.output,
+                finish_reason=outcome.finish_reason,
+                prompt_tokens=outcome.prompt_tokens,
+                output_tokens=outcome.output_tokens,
+                **common,
+            )
         code = outcome.code if isinstance(outcome, PermanentError) else "engine_error"
         log.warning("job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent})
         return Result(status="failed", error=ErrorInfo(code=code, message=str(outcome)[:2000]), **common)
@@ -282,11 +298,13 @@ class Worker:
 
         headers = header_pairs(msg.headers())
         headers += [
-            ("sluice.error.code", code.encode()), ("sluice.error.message", reason[:4000].encode()),
-            ("sluice.source.topic", tp[0].encode()), ("sluice.source.partition", str(tp[1]).encode()),
+            ("sluice.error.code", code.encode()),
+            ("sluice.error.message", reason[:4000].encode()),
+            ("sluice.source.topic", tp[0].encode()),
+            ("sluice.source.partition", str(tp[1]).encode()),
             ("sluice.source.offset", str(offset).encode()),
             ("sluice.worker.id", self.settings.worker_id.encode()),
-        ]  # fmt: skip
+        ]
         self._produce(self.settings.dlq_topic, msg.key(), msg.value(), headers, delivered)
 
     def _produce(
@@ -376,17 +394,22 @@ class Worker:
 
 def _expired(job: Job) -> Result:
     return Result(
-        job_id=job.job_id, status="expired", model=job.model, tenant=job.tenant,
-        webhook_url=job.webhook_url, metadata=job.metadata,
+        job_id=job.job_id,
+        status="expired",
+        model=job.model,
+        tenant=job.tenant,
+        webhook_url=job.webhook_url,
+        metadata=job.metadata,
         error=ErrorInfo(code="deadline_exceeded", message=f"deadline {job.deadline} passed before it ran"),
-    )  # fmt: skip
+    )
 
 
 def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Worker:
     """Build a Worker with real Kafka clients from settings (the engine can be injected)."""
     consumer = Consumer(
         consumer_config(
-            settings, settings.group_id,
+            settings,
+            settings.group_id,
             **{
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": settings.heartbeat_interval_ms,
@@ -394,7 +417,7 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
                 "client.id": settings.worker_id,
             },
         )
-    )  # fmt: skip
+    )
     producer = Producer(producer_config(settings, **{"client.id": settings.worker_id}))
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:

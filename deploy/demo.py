@@ -140,10 +140,14 @@ def _submit(settings: KafkaSettings, jobs: list[Job]) -> None:
 
 
 def _collect(settings: KafkaSettings, ids: set[str], receiver: object) -> dict[str, Result]:
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"demo-reader-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"demo-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([settings.results_topic])
     results: dict[str, Result] = {}
     deadline = time.monotonic() + 120

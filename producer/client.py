@@ -98,9 +98,12 @@ class JobProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic or self.settings.jobs_topic, value, job.job_id.encode(),
-                    headers=[(TRACEPARENT, tp.encode())], on_delivery=delivered,
-                )  # fmt: skip
+                    topic or self.settings.jobs_topic,
+                    value,
+                    job.job_id.encode(),
+                    headers=[(TRACEPARENT, tp.encode())],
+                    on_delivery=delivered,
+                )
                 return future
             except BufferError:
                 self._producer.flush(0.5)  # local queue full: wait until Kafka takes some

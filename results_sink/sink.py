@@ -66,9 +66,11 @@ class Sink:
     async def run(self) -> int:
         """Deliver until stopped; returns the exit code."""
         self.consumer.subscribe(
-            [self.settings.results_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            [self.settings.results_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_lost,
-        )  # fmt: skip
+        )
         log.info("sink started")
         try:
             while not self._stopping:
@@ -218,11 +220,14 @@ def create_sink(settings: SinkSettings, transport: httpx.AsyncBaseTransport | No
     """Build a Sink from settings; `transport` lets tests inject httpx.MockTransport."""
     consumer = Consumer(
         consumer_config(
-            settings, settings.group_id,
-            **{"session.timeout.ms": settings.session_timeout_ms,
-               "heartbeat.interval.ms": settings.heartbeat_interval_ms},
+            settings,
+            settings.group_id,
+            **{
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+            },
         )
-    )  # fmt: skip
+    )
     client = httpx.AsyncClient(
         timeout=settings.timeout_s,
         follow_redirects=False,

@@ -107,9 +107,15 @@ def fetch_kafka(cache_dir: Path, version: str = KAFKA_VERSION) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     (home / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
     cmd = [
-        mvn, "-q", "-B", "-f", str(home / "pom.xml"), f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
-    ]  # fmt: skip
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(home / "pom.xml"),
+        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={lib}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-2000:]
@@ -216,9 +222,17 @@ def start_broker(
     if done.returncode != 0:
         raise ConfigError(f"formatting KRaft storage failed:\n{(done.stdout + done.stderr)[-2000:]}")
     cmd = [
-        java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
-        f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(props),
-    ]  # fmt: skip
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:TieredStopAtLevel=1",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(props),
+    ]
     log_path = workdir / "broker.log"
     broker = LocalBroker(f"127.0.0.1:{port}", _launch(cmd, log_path), workdir, log_path, _config=cmd)
     try:

@@ -134,8 +134,14 @@ def read_topic(
     bootstrap: str, topic: str, idle_s: float = 3.0
 ) -> list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
     """Every record of `topic` from the beginning (key, value, headers), read without a group."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
     records = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import Producer
@@ -12,6 +14,7 @@ from confluent_kafka import Producer
 from consumer.fake_engine import fake_completion
 from producer import JobProducer
 from results_sink import decode_secret, start_receiver
+from sluice.broker import free_port
 from sluice.contract import Job
 from sluice.settings import ProducerSettings
 from sluice.tracing import new_traceparent, trace_id
@@ -20,12 +23,26 @@ from tests.integration.conftest import SECRET, Env, Procs, read_results, read_to
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def log_entries(procs: Procs) -> list[dict[str, Any]]:
+    """Every JSON log line the test's processes wrote (librdkafka's plain lines are skipped)."""
+    entries = []
+    for line in procs.logs().splitlines():
+        if line.startswith("{"):
+            entries.append(orjson.loads(line))
+    return entries
+
+
 def submit_jobs(env: Env, n: int, webhook_url: str | None) -> tuple[list[Job], dict[str, str]]:
     jobs = [
-        Job(job_id=f"job-{i:05d}", model="tiny", prompt=f"prompt number {i} with some words",
-            webhook_url=webhook_url, metadata={"row": i})
+        Job(
+            job_id=f"job-{i:05d}",
+            model="tiny",
+            prompt=f"prompt number {i} with some words",
+            webhook_url=webhook_url,
+            metadata={"row": i},
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     traces: dict[str, str] = {}
     settings = ProducerSettings(**env.settings.model_dump())
     with JobProducer(settings) as producer:
@@ -43,9 +60,15 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
     receiver = start_receiver(decode_secret(SECRET))
     try:
         worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.002")
-        procs.start("worker-a", ["worker", "--worker-id", "wa"], worker_env)
-        procs.start("worker-b", ["worker", "--worker-id", "wb"], worker_env)
-        procs.start("sink", ["sink"], env.environ())
+        metrics_port = free_port()
+        debug = ["--log-level", "DEBUG"]
+        procs.start(
+            "worker-a",
+            [*debug, "worker", "--worker-id", "wa", "--metrics-port", str(metrics_port)],
+            worker_env,
+        )
+        procs.start("worker-b", [*debug, "worker", "--worker-id", "wb"], worker_env)
+        procs.start("sink", [*debug, "sink"], env.environ())
         jobs, traces = submit_jobs(env, 2000, receiver.url)
 
         wait_until(lambda: receiver.stats()["unique"] >= 2000, 180, "2000 webhooks")
@@ -58,7 +81,7 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
         by_id.setdefault(r.job_id, []).append(r)
     assert set(by_id) == {j.job_id for j in jobs}
     assert all(len(v) == 1 for v in by_id.values()), "a clean run publishes exactly one result per job"
-    workers = Counter()
+    workers: Counter[str | None] = Counter()
     for job in jobs:
         (result,) = by_id[job.job_id]
         expected = fake_completion(job)
@@ -76,9 +99,20 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
     for job_id, tp in list(traces.items())[:200]:
         assert trace_id(receiver.traceparents[job_id]) == trace_id(tp)
     assert receiver.bodies["job-00042"]["output"] == fake_completion(jobs[42]).output
-    # ... and appears in the worker's log lines about that job.
-    logs = procs.logs()
-    assert '"traceparent"' in logs
+
+    # ... and is in every log line about a job, worker and sink alike.
+    job_lines = [e for e in log_entries(procs) if "job_id" in e]
+    assert {e["service"] for e in job_lines} == {"sluice-worker", "sluice-sink"}
+    assert {e["job_id"] for e in job_lines} == {j.job_id for j in jobs}
+    for entry in job_lines:
+        assert trace_id(entry["traceparent"]) == trace_id(traces[entry["job_id"]]), entry
+
+    # Worker a's /metrics counts exactly the results it published.
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    line = next(
+        x for x in scraped.splitlines() if x.startswith('sluice_worker_jobs_total{status="succeeded"}')
+    )
+    assert float(line.split()[-1]) == workers["wa"]
 
 
 def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
@@ -155,8 +189,11 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
 
 def test_sigterm_drains_in_flight_jobs_without_duplicates(env: Env, procs: Procs) -> None:
     # Jobs take 1 s; the drain timeout covers them, so a SIGTERM mid-run must cause no duplicate.
-    worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="1.0", SLUICE_WORKER_MAX_IN_FLIGHT="10",
-                             SLUICE_WORKER_DRAIN_TIMEOUT_S="30")  # fmt: skip
+    worker_env = env.environ(
+        SLUICE_WORKER_FAKE_LATENCY_S="1.0",
+        SLUICE_WORKER_MAX_IN_FLIGHT="10",
+        SLUICE_WORKER_DRAIN_TIMEOUT_S="30",
+    )
     first = procs.start("first", ["worker", "--worker-id", "first"], worker_env)
     jobs, _ = submit_jobs(env, 60, None)
     topic = env.settings.results_topic

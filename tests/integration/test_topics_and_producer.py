@@ -22,8 +22,13 @@ pytestmark = pytest.mark.integration
 
 def fresh_settings(bootstrap: str, **over: object) -> KafkaSettings:
     p = f"adm{uuid.uuid4().hex[:8]}"
-    return KafkaSettings(bootstrap_servers=bootstrap, jobs_topic=f"{p}-jobs", results_topic=f"{p}-results",
-                         dlq_topic=f"{p}-dlq", **over)  # type: ignore[arg-type]  # fmt: skip
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        jobs_topic=f"{p}-jobs",
+        results_topic=f"{p}-results",
+        dlq_topic=f"{p}-dlq",
+        **over,
+    )  # type: ignore[arg-type]
 
 
 def test_topics_are_created_once_and_rerunning_is_harmless(bootstrap: str) -> None:
@@ -48,10 +53,17 @@ def test_a_topic_with_another_configuration_is_reported(bootstrap: str) -> None:
 
 def test_cli_topics_create_exit_code_reports_mismatch(bootstrap: str) -> None:
     settings = fresh_settings(bootstrap)
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SLUICE_JOBS_TOPIC": settings.jobs_topic,
-           "SLUICE_RESULTS_TOPIC": settings.results_topic, "SLUICE_DLQ_TOPIC": settings.dlq_topic}  # fmt: skip
-    run = lambda *a: subprocess.run([sys.executable, "-m", "sluice.cli", "topics", "create", *a],  # noqa: E731
-                                    env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SLUICE_JOBS_TOPIC": settings.jobs_topic,
+        "SLUICE_RESULTS_TOPIC": settings.results_topic,
+        "SLUICE_DLQ_TOPIC": settings.dlq_topic,
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "sluice.cli", "topics", "create", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+
     first, again, other = run(), run(), run("--partitions", "2")
     assert first.returncode == 0 and f"{settings.jobs_topic}: created" in first.stdout
     assert again.returncode == 0 and f"{settings.jobs_topic}: exists" in again.stdout
@@ -101,12 +113,22 @@ def test_invalid_job_is_refused_at_submit_and_nothing_is_sent(env: Env) -> None:
 
 def test_cli_submit_prints_the_stored_position_or_a_precise_error(env: Env) -> None:
     base = [sys.executable, "-m", "sluice.cli", "submit", "--model", "tiny"]
-    ok = subprocess.run([*base, "--prompt", "hello", "--job-id", "cli-1", "--max-tokens", "3"],
-                        env=env.environ(), capture_output=True, text=True, check=False)  # fmt: skip
+    ok = subprocess.run(
+        [*base, "--prompt", "hello", "--job-id", "cli-1", "--max-tokens", "3"],
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     out = orjson.loads(ok.stdout)
     assert out["job_id"] == "cli-1" and out["offset"] >= 0
-    bad = subprocess.run([*base, "--prompt", "hello", "--temperature", "9"],
-                         env=env.environ(), capture_output=True, text=True, check=False)  # fmt: skip
+    bad = subprocess.run(
+        [*base, "--prompt", "hello", "--temperature", "9"],
+        env=env.environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2
     assert "sampling.temperature" in bad.stderr and "less than or equal to 2" in bad.stderr

@@ -135,8 +135,15 @@ class FakeProducer:
         self.unacked: list[Produced] = []
         self.acked: list[Produced] = []
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, *,
-                headers: list[tuple[str, bytes]], on_delivery: Any) -> None:  # fmt: skip
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]],
+        on_delivery: Any,
+    ) -> None:
         self.unacked.append(Produced(topic, value, key, headers, on_delivery))
 
     def ack(self, n: int | None = None) -> None:

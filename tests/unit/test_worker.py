@@ -54,9 +54,15 @@ class GateEngine:
 
 def make(engine: Any = None, auto_ack: bool = True, **over: Any) -> tuple[Worker, FakeConsumer, FakeProducer]:
     settings = WorkerSettings(
-        jobs_topic=T, results_topic="results", dlq_topic="dlq", worker_id="w1",
-        commit_interval_s=0.0, poll_timeout_s=0.005, drain_timeout_s=over.pop("drain_timeout_s", 5.0), **over,
-    )  # fmt: skip
+        jobs_topic=T,
+        results_topic="results",
+        dlq_topic="dlq",
+        worker_id="w1",
+        commit_interval_s=0.0,
+        poll_timeout_s=0.005,
+        drain_timeout_s=over.pop("drain_timeout_s", 5.0),
+        **over,
+    )
     consumer, producer = FakeConsumer(), FakeProducer(auto_ack)
     worker = Worker(settings, engine or FakeEngine(), consumer, producer, WorkerMetrics())  # type: ignore[arg-type]
     return worker, consumer, producer

@@ -1,0 +1,80 @@
+"""Plumbing headroom: jobs/s one worker process carries with an instant fake engine.
+
+Loads N jobs, starts one `sluice worker` process (FakeEngine with zero latency), and samples the
+group's committed offsets: rate = jobs committed between the first progress sample and the last /
+elapsed. Committed means: result acknowledged by Kafka (acks=all) and offset committed.
+Run with logging off (level WARNING) and on (level DEBUG: two JSON lines per job).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from bench.common import kafka, load, topics, wait_committed
+from sluice.contract import Job, SamplingParams, encode
+
+
+def run_once(bootstrap: str, n: int, log_level: str) -> float:
+    s = topics(bootstrap)
+    sampling = SamplingParams(max_tokens=16)
+
+    def make(i: int) -> tuple[bytes, bytes]:
+        jid = f"b-{i}"
+        job = Job(
+            job_id=jid, model="fake", prompt=f"benchmark prompt {i} with a few words", sampling=sampling
+        )
+        return jid.encode(), encode(job)
+
+    load(bootstrap, s.jobs_topic, n, make)
+    group = f"{s.jobs_topic}-workers"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SLUICE_JOBS_TOPIC": s.jobs_topic,
+        "SLUICE_RESULTS_TOPIC": s.results_topic,
+        "SLUICE_DLQ_TOPIC": s.dlq_topic,
+        "SLUICE_WORKER_GROUP_ID": group,
+        "SLUICE_WORKER_MAX_IN_FLIGHT": "4096",
+        "SLUICE_WORKER_BATCH_SIZE": "1024",
+        "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sluice.cli", "--log-level", log_level, "worker"],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            t0, t1, done0 = wait_committed(bootstrap, group, s.jobs_topic, 12, n)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return (n - done0) / (t1 - t0)
+
+
+def main(n: int = 100_000, rounds: int = 2) -> list[str]:
+    rows = []
+    with kafka() as bootstrap:
+        off, on = [], []
+        for _ in range(rounds):  # interleaved so drift hits both equally
+            off.append(run_once(bootstrap, n, "WARNING"))
+            on.append(run_once(bootstrap, n, "DEBUG"))
+    best_off, best_on = max(off), max(on)
+    rows.append(
+        f"| one worker, instant FakeEngine, logging off (WARNING) | {n:,} | "
+        f"{' / '.join(f'{x:,.0f}' for x in off)} | **{best_off:,.0f}** jobs/s |"
+    )
+    rows.append(
+        f"| same, logging on (DEBUG: 2 JSON lines per job) | {n:,} | "
+        f"{' / '.join(f'{x:,.0f}' for x in on)} | **{best_on:,.0f}** jobs/s |"
+    )
+    rows.append(f"| cost of logging on (best vs best) | | | {100 * (1 - best_on / best_off):.1f} % |")
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)))
