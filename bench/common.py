@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from sluice.broker import start_broker
 from sluice.kafka import TopicSpec, create_topics
@@ -77,16 +77,6 @@ def load(bootstrap: str, topic: str, n: int, make: Callable[[int], tuple[bytes, 
     assert producer.flush(120) == 0
 
 
-def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Sum of the group's committed offsets on topic (what the group has finished)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(p.offset, 0) for p in parts)
-    finally:
-        c.close()
-
-
 def wait_committed(
     bootstrap: str, group: str, topic: str, partitions: int, n: int, timeout: float = 600
 ) -> tuple[float, float, int]:
@@ -100,7 +90,11 @@ def wait_committed(
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            done = sum(max(p.offset, 0) for p in c.committed(tps, timeout=10))
+            try:
+                done = sum(max(p.offset, 0) for p in c.committed(tps, timeout=10))
+            except KafkaException:  # coordinator still loading: sample again
+                time.sleep(0.1)
+                continue
             now = time.perf_counter()
             if done > 0 and first is None:
                 first = (now, done)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer
 
@@ -21,7 +23,7 @@ _FAUST_APP = r"""
 import os, sys, time
 import faust
 from sluice.contract import decode_result
-N = int(sys.argv[1]); TOPIC = sys.argv[2]; BROKER = sys.argv[3]
+N = int(sys.argv[1]); TOPIC = sys.argv[2]; BROKER = sys.argv[3]; OUT = sys.argv[4]
 app = faust.App("bench-" + TOPIC, broker="kafka://" + BROKER, web_enabled=False, store="memory://")
 topic = app.topic(TOPIC, value_type=bytes, value_serializer="raw")
 state = {"n": 0, "t0": None}
@@ -34,7 +36,8 @@ async def consume(stream):
         decode_result(value)
         state["n"] += 1
         if state["n"] >= N:
-            print("RATE", N / (time.perf_counter() - state["t0"]), flush=True)
+            with open(OUT, "w") as fh:  # faust captures stdout into its log
+                fh.write(str(N / (time.perf_counter() - state["t0"])))
             os._exit(0)
 
 sys.argv = [sys.argv[0], "worker", "-l", "warn"]
@@ -67,19 +70,14 @@ def confluent_rate(bootstrap: str, topic: str, n: int) -> float:
 
 
 def faust_rate(bootstrap: str, topic: str, n: int) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", _FAUST_APP, str(n), topic, bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=os.environ.get("TMPDIR", "/tmp"),
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    for line in (done.stdout + done.stderr).splitlines():
-        if line.startswith("RATE"):
-            return float(line.split()[1])
-    raise RuntimeError(f"faust run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rate"
+        cmd = [sys.executable, "-c", _FAUST_APP, str(n), topic, bootstrap, str(out)]
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp, env=env)
+        if not out.exists():
+            raise RuntimeError(f"faust run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return float(out.read_text())
 
 
 def main(n: int = 50_000) -> list[str]:
