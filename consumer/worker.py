@@ -79,6 +79,7 @@ class Worker:
         self.producer = producer
         self.metrics = metrics
         self.tracker = OffsetTracker()
+        self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
         self.state = State.RUNNING
         self._running: dict[int, _InFlight] = {}
         self._finished: deque[tuple[_InFlight, Completion | BaseException]] = deque()
@@ -174,7 +175,7 @@ class Worker:
     def _poll(self) -> list[Message]:
         # While paused this returns nothing new; it still serves rebalance callbacks and keeps
         # the member alive (max.poll.interval.ms). Whatever it does return is admitted.
-        room = max(1, self.settings.max_in_flight - len(self._running))
+        room = max(1, self.max_in_flight - len(self._running))
         return list(self.consumer.consume(min(room, self.settings.batch_size), 0))
 
     def _admit(self, messages: list[Message]) -> None:
@@ -338,9 +339,9 @@ class Worker:
 
     def _apply_backpressure(self) -> None:
         n = len(self._running)
-        if not self._paused and n >= self.settings.max_in_flight:
+        if not self._paused and n >= self.max_in_flight:
             self._pause_all()
-        elif self._paused and n <= self.settings.max_in_flight * self.settings.low_water:
+        elif self._paused and n <= self.max_in_flight * self.settings.low_water:
             assignment = self.consumer.assignment()
             if assignment:
                 self.consumer.resume(assignment)

@@ -108,6 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "worker_id",
         "metrics_port",
         "engine",
+        "model",
         "fake_latency_s",
         "fake_tokens_per_s",
         "batch_size",
@@ -166,8 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--model", help="model for lines that name none")
 
     w = add("worker", cmd_worker, "run a worker")
-    for name in ("group-id", "worker-id", "engine"):
+    for name in ("group-id", "worker-id", "model"):
         w.add_argument(f"--{name}")
+    w.add_argument("--engine", choices=["fake", "vllm"])
     w.add_argument("--metrics-port", type=int)
     w.add_argument("--batch-size", type=int)
     w.add_argument("--fake-latency-s", type=float)

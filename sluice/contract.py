@@ -61,6 +61,7 @@ class SamplingParams(_Record):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, max_length=16)
     seed: int | None = None
+    json_schema: dict[str, Any] | None = None
 
     @field_validator("temperature", "top_p", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
     SluiceError
     ├── ConfigError          settings or environment are unusable (missing Java, bad option)
     ├── PermanentError       this input can never succeed: send it to the DLQ / a failed result
-    │   └── ContractError    a Job or Result failed to decode or validate
+    │   ├── ContractError    a Job or Result failed to decode or validate
+    │   └── JobError         the engine cannot run this job (unknown model, prompt too long, ...)
     ├── RetryableError       this attempt failed, a later one may succeed
     ├── KafkaOperationError  a Kafka client call failed (wraps confluent_kafka.KafkaError)
     └── EngineDeadError      the engine cannot serve anything more: commit what is done, exit non-zero
@@ -22,6 +23,7 @@ __all__ = [
     "ContractError",
     "EngineDeadError",
     "FieldProblem",
+    "JobError",
     "KafkaOperationError",
     "PermanentError",
     "RetryableError",
@@ -45,6 +47,14 @@ class PermanentError(SluiceError):
     """The input itself is wrong; retrying it cannot help."""
 
     code = "permanent_error"
+
+
+class JobError(PermanentError):
+    """The engine refused or failed this one job; `code` says why, machine-readably."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RetryableError(SluiceError):

