@@ -40,6 +40,7 @@ def topics(bootstrap: str, partitions: int = 12) -> KafkaSettings:
         jobs_topic=f"{p}-jobs",
         results_topic=f"{p}-results",
         dlq_topic=f"{p}-dlq",
+        high_topic=f"{p}-jobs.high",
         jobs_partitions=partitions,
         results_partitions=partitions,
     )
@@ -47,6 +48,7 @@ def topics(bootstrap: str, partitions: int = 12) -> KafkaSettings:
         s,
         [
             TopicSpec(s.jobs_topic, partitions, {}),
+            TopicSpec(s.high_topic, partitions, {}),
             TopicSpec(s.results_topic, partitions, {}),
             TopicSpec(s.dlq_topic, 1, {}),
         ],

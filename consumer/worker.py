@@ -28,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
 from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
 from sluice.errors import ContractError, EngineDeadError, PermanentError
@@ -80,11 +81,19 @@ class Worker:
         self.metrics = metrics
         self.tracker = OffsetTracker()
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
+        topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
+        self.backlog = Backlog(
+            topics,
+            capacity=settings.max_buffered or self.max_in_flight,
+            low_water=settings.low_water,
+            high_topic=settings.high_topic or None,
+            normal_share=settings.normal_share,
+        )
         self.state = State.RUNNING
         self._running: dict[int, _InFlight] = {}
         self._finished: deque[tuple[_InFlight, Completion | BaseException]] = deque()
         self._wake = asyncio.Event()
-        self._paused = False
+        self._paused_topics: set[str] = set()
         self._last_commit = 0.0
         self._fatal: str | None = None
         self._ids = 0
@@ -103,7 +112,7 @@ class Worker:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
         self.consumer.subscribe(
-            [self.settings.jobs_topic],
+            self.backlog.topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -119,7 +128,7 @@ class Worker:
     async def _loop(self) -> None:
         while self.state is State.RUNNING:
             polled = self._poll()
-            self._admit(polled)
+            self._admit()
             self._publish_finished()
             self._maybe_commit()
             self._apply_backpressure()
@@ -172,24 +181,37 @@ class Worker:
 
     # ---- poll and admit --------------------------------------------------------------------
 
-    def _poll(self) -> list[Message]:
-        # While paused this returns nothing new; it still serves rebalance callbacks and keeps
-        # the member alive (max.poll.interval.ms). Whatever it does return is admitted.
-        room = max(1, self.max_in_flight - len(self._running))
-        return list(self.consumer.consume(min(room, self.settings.batch_size), 0))
+    def _poll(self) -> int:
+        """Move records from the client into the per-topic backlogs; returns how many arrived.
 
-    def _admit(self, messages: list[Message]) -> None:
+        Called every iteration, paused or not: it serves rebalance callbacks and keeps the member
+        alive (max.poll.interval.ms), so no generation time can get it evicted.
+        """
+        room = max(1, self.backlog.room())
+        messages = self.consumer.consume(min(room, self.settings.batch_size), 0)
         for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", err)
                 continue
-            self._admit_one(msg)
+            tp, offset = position(msg)
+            self.backlog.push(msg, self.tracker.add(tp, offset))
+        return len(messages)
 
-    def _admit_one(self, msg: Message) -> None:
+    def _admit(self) -> None:
+        """Start backlog jobs on the engine while it has room, high priority first."""
+        while len(self._running) < self.max_in_flight:
+            entry = self.backlog.pop()
+            if entry is None:
+                return
+            msg, epoch = entry
+            tp, _ = position(msg)
+            if self.tracker.epoch(tp) == epoch:  # else revoked while waiting: its new owner runs it
+                self._start(msg, epoch)
+
+    def _start(self, msg: Message, epoch: int) -> None:
         tp, offset = position(msg)
-        epoch = self.tracker.add(tp, offset)
         traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
         try:
             job = decode_job(msg.value())
@@ -338,22 +360,24 @@ class Worker:
         self.metrics.commits.inc()
 
     def _apply_backpressure(self) -> None:
-        n = len(self._running)
-        if not self._paused and n >= self.max_in_flight:
-            self._pause_all()
-        elif self._paused and n <= self.max_in_flight * self.settings.low_water:
-            assignment = self.consumer.assignment()
-            if assignment:
-                self.consumer.resume(assignment)
-            self._paused = False
-            self.metrics.paused.set(0)
+        """Pause a topic while its backlog is full (or, for the normal topic, while high-priority
+        jobs wait); resume it once its backlog is below the low-water mark."""
+        wanted = self.backlog.topics_to_pause()
+        if wanted == self._paused_topics:
+            return
+        for topic in wanted ^ self._paused_topics:
+            parts = [p for p in self.consumer.assignment() if p.topic == topic]
+            if parts:
+                (self.consumer.pause if topic in wanted else self.consumer.resume)(parts)
+        self._paused_topics = wanted
+        self.metrics.paused.set(len(wanted))
 
     def _pause_all(self) -> None:
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.pause(assignment)
-        self._paused = True
-        self.metrics.paused.set(1)
+        self._paused_topics = set(self.backlog.topics)
+        self.metrics.paused.set(len(self._paused_topics))
 
     # ---- rebalance callbacks (run inside consume()) ----------------------------------------
 
@@ -362,8 +386,9 @@ class Worker:
         for p in partitions:
             self.tracker.assign((p.topic, p.partition))
         consumer.incremental_assign(partitions)
-        if self._paused or self.state is not State.RUNNING:
-            consumer.pause(partitions)
+        paused = [p for p in partitions if p.topic in self._paused_topics or self.state is not State.RUNNING]
+        if paused:
+            consumer.pause(paused)
         log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -384,6 +409,7 @@ class Worker:
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)
+        self.backlog.drop(gone)
         for tp in tps:
             self.tracker.revoke(tp)
         for key, item in list(self._running.items()):

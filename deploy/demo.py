@@ -79,6 +79,7 @@ def main() -> int:
         jobs_topic=f"inference-jobs-demo-{suffix}" if not broker else "inference-jobs",
         results_topic=f"inference-results-demo-{suffix}" if not broker else "inference-results",
         dlq_topic=f"inference-dlq-demo-{suffix}" if not broker else "inference-dlq",
+        high_topic=f"inference-jobs-demo-{suffix}.high" if not broker else "inference-jobs.high",
     )
     for report in create_topics(settings):
         print(f"  topic {report.name}: {report.status} {report.detail}".rstrip(), flush=True)
@@ -91,6 +92,7 @@ def main() -> int:
         "SLUICE_JOBS_TOPIC": settings.jobs_topic,
         "SLUICE_RESULTS_TOPIC": settings.results_topic,
         "SLUICE_DLQ_TOPIC": settings.dlq_topic,
+        "SLUICE_HIGH_TOPIC": settings.high_topic,
         "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
         "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",

@@ -98,7 +98,7 @@ class JobProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic or self.settings.jobs_topic,
+                    topic or self._topic_for(job),
                     value,
                     job.job_id.encode(),
                     headers=[(TRACEPARENT, tp.encode())],
@@ -107,6 +107,9 @@ class JobProducer:
                 return future
             except BufferError:
                 self._producer.flush(0.5)  # local queue full: wait until Kafka takes some
+
+    def _topic_for(self, job: Job) -> str:
+        return self.settings.high_topic if job.priority == "high" else self.settings.jobs_topic
 
     def flush(self, timeout: float = 60.0) -> int:
         """Wait for outstanding jobs to be acknowledged; returns how many are still pending."""

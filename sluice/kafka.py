@@ -119,9 +119,10 @@ class TopicReport:
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    """The three topics: jobs, compacted results keyed by job id, and the dead-letter queue."""
+    """Jobs (normal and high priority), compacted results keyed by job id, the dead-letter queue."""
     return [
         TopicSpec(settings.jobs_topic, settings.jobs_partitions, {"cleanup.policy": "delete"}),
+        TopicSpec(settings.high_topic, settings.jobs_partitions, {"cleanup.policy": "delete"}),
         TopicSpec(
             settings.results_topic,
             settings.results_partitions,

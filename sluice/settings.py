@@ -56,6 +56,8 @@ class KafkaSettings(BaseSettings):
     )
 
     jobs_topic: str = Field("inference-jobs", validation_alias=_shared("jobs_topic"))
+    # Jobs with priority "high" go here; workers start them first (see consumer/backlog.py).
+    high_topic: str = Field("inference-jobs.high", validation_alias=_shared("high_topic"))
     results_topic: str = Field("inference-results", validation_alias=_shared("results_topic"))
     dlq_topic: str = Field("inference-dlq", validation_alias=_shared("dlq_topic"))
     jobs_partitions: int = Field(12, ge=1, validation_alias=_shared("jobs_partitions"))
@@ -101,7 +103,11 @@ class WorkerSettings(KafkaSettings):
     # Jobs admitted to the engine at once; None: twice the engine's batch size (max_num_seqs), so a
     # finished sequence's slot is refilled at once from jobs already waiting inside the engine.
     max_in_flight: int | None = Field(None, ge=1)
+    # Records polled ahead of the engine, per topic; None: as many as max_in_flight.
+    max_buffered: int | None = Field(None, ge=1)
     low_water: float = Field(0.5, gt=0.0, lt=1.0)
+    # While both topics have jobs waiting, at least this share of starts goes to the normal topic.
+    normal_share: float = Field(0.1, ge=0.0, le=1.0)
     poll_timeout_s: float = Field(0.05, gt=0.0)
     commit_interval_s: float = Field(1.0, ge=0.0)
     drain_timeout_s: float = Field(30.0, ge=0.0)

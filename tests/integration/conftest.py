@@ -52,6 +52,7 @@ class Env:
         return KafkaSettings(
             bootstrap_servers=self.bootstrap,
             jobs_topic=f"{self.prefix}-jobs",
+            high_topic=f"{self.prefix}-jobs.high",
             results_topic=f"{self.prefix}-results",
             dlq_topic=f"{self.prefix}-dlq",
             jobs_partitions=self.partitions,
@@ -64,6 +65,7 @@ class Env:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "SLUICE_JOBS_TOPIC": s.jobs_topic,
+            "SLUICE_HIGH_TOPIC": s.high_topic,
             "SLUICE_RESULTS_TOPIC": s.results_topic,
             "SLUICE_DLQ_TOPIC": s.dlq_topic,
             "SLUICE_WORKER_GROUP_ID": f"{self.prefix}-workers",
@@ -86,6 +88,7 @@ def env(bootstrap: str) -> Env:
     s = e.settings
     specs = [
         TopicSpec(s.jobs_topic, e.partitions, {"cleanup.policy": "delete"}),
+        TopicSpec(s.high_topic, e.partitions, {"cleanup.policy": "delete"}),
         TopicSpec(s.results_topic, e.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(s.dlq_topic, 1, {"cleanup.policy": "delete"}),
     ]

@@ -27,16 +27,17 @@ def fresh_settings(bootstrap: str, **over: object) -> KafkaSettings:
         jobs_topic=f"{p}-jobs",
         results_topic=f"{p}-results",
         dlq_topic=f"{p}-dlq",
+        high_topic=f"{p}-jobs.high",
         **over,
     )  # type: ignore[arg-type]
 
 
 def test_topics_are_created_once_and_rerunning_is_harmless(bootstrap: str) -> None:
     settings = fresh_settings(bootstrap, jobs_partitions=5)
-    assert [r.status for r in create_topics(settings)] == ["created"] * 3
-    assert [r.status for r in create_topics(settings)] == ["exists"] * 3
-    jobs, results, _dlq = topic_specs(settings)
-    assert jobs.partitions == 5
+    assert [r.status for r in create_topics(settings)] == ["created"] * 4
+    assert [r.status for r in create_topics(settings)] == ["exists"] * 4
+    jobs, high, results, _dlq = topic_specs(settings)
+    assert jobs.partitions == 5 and high.partitions == 5
     assert results.config["cleanup.policy"] == "compact"
 
 
@@ -58,6 +59,7 @@ def test_cli_topics_create_exit_code_reports_mismatch(bootstrap: str) -> None:
         "SLUICE_JOBS_TOPIC": settings.jobs_topic,
         "SLUICE_RESULTS_TOPIC": settings.results_topic,
         "SLUICE_DLQ_TOPIC": settings.dlq_topic,
+        "SLUICE_HIGH_TOPIC": settings.high_topic,
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -56,7 +56,13 @@ def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) 
     env = Env(bootstrap, f"v{uuid.uuid4().hex[:10]}", partitions=3)
     s = env.settings
     create_topics(
-        s, [TopicSpec(s.jobs_topic, 3, {}), TopicSpec(s.results_topic, 3, {}), TopicSpec(s.dlq_topic, 1, {})]
+        s,
+        [
+            TopicSpec(s.jobs_topic, 3, {}),
+            TopicSpec(s.high_topic, 3, {}),
+            TopicSpec(s.results_topic, 3, {}),
+            TopicSpec(s.dlq_topic, 1, {}),
+        ],
     )
     procs = Procs(tmp_path_factory.mktemp("vllm-worker"))
     worker_env = env.environ(

@@ -55,6 +55,7 @@ class GateEngine:
 def make(engine: Any = None, auto_ack: bool = True, **over: Any) -> tuple[Worker, FakeConsumer, FakeProducer]:
     settings = WorkerSettings(
         jobs_topic=T,
+        high_topic=over.pop("high_topic", ""),
         results_topic="results",
         dlq_topic="dlq",
         worker_id="w1",
@@ -247,26 +248,48 @@ def test_undecodable_messages_go_to_the_dlq_with_their_reason() -> None:
     asyncio.run(main())
 
 
-def test_pauses_at_max_in_flight_and_resumes_below_the_low_water_mark() -> None:
+def test_polls_ahead_only_up_to_the_backlog_and_pauses_until_it_drains() -> None:
     async def main() -> None:
         engine = GateEngine()
-        worker, consumer, _producer = make(engine, max_in_flight=4, batch_size=2, low_water=0.5)
+        worker, consumer, _ = make(engine, max_in_flight=4, max_buffered=2, batch_size=2, low_water=0.5)
         add_jobs(consumer, 10)
         consumer.rebalance("assign", [(T, 0)])
         task = asyncio.create_task(worker.run())
         await until(lambda: len(engine.started) == 4 and (T, 0) in consumer.paused)
         await asyncio.sleep(0.02)
-        assert len(engine.started) == 4, "no job admitted beyond max_in_flight while paused"
+        assert len(engine.started) == 4, "never more than max_in_flight on the engine"
+        assert consumer.positions[(T, 0)] == 6, "4 running + 2 buffered; nothing more fetched while paused"
         engine.gate("j0-0").set()
-        await asyncio.sleep(0.02)
-        assert (T, 0) in consumer.paused, "3 in flight is above the low-water mark of 2"
-        engine.gate("j0-1").set()
-        await until(lambda: len(engine.started) > 4)
+        await until(lambda: len(engine.started) == 5 and consumer.positions[(T, 0)] == 7)
+        assert (T, 0) in consumer.paused, "refilled to capacity and paused again"
         for i in range(10):
             engine.gate(f"j0-{i}").set()
         await until(lambda: consumer.committed_offset((T, 0)) == 10)
         worker.stop()
         await task
+
+    asyncio.run(main())
+
+
+def test_high_priority_jobs_start_first_without_starving_the_normal_topic() -> None:
+    async def main() -> None:
+        engine = GateEngine()
+        worker, consumer, _ = make(engine, high_topic="jobs.high", max_in_flight=1, normal_share=0.25)
+        add_jobs(consumer, 6, prefix="n")
+        for i in range(12):
+            consumer.add("jobs.high", 0, encode(Job(job_id=f"h-{i}", model="m", prompt="p")), b"h")
+        consumer.rebalance("assign", [("jobs.high", 0), (T, 0)])
+        task = asyncio.create_task(worker.run())
+        order: list[str] = []
+        for _ in range(18):
+            await until(lambda: len(engine.started) == len(order) + 1)
+            order.append(engine.started[-1])
+            engine.gate(order[-1]).set()
+        worker.stop()
+        await task
+        kinds = "".join("h" if j.startswith("h") else "n" for j in order)
+        # While both wait, every 4th start (normal_share 0.25) is a normal job; then the rest.
+        assert kinds == "hhhn" * 4 + "nn"
 
     asyncio.run(main())
 
