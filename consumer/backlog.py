@@ -52,9 +52,10 @@ class Backlog:
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    def room(self) -> int:
-        """How many more records the backlog takes before every topic is full."""
-        return sum(max(0, self.capacity - len(q)) for q in self._queues.values())
+    def room(self, topic: str | None = None) -> int:
+        """How many more records the backlog takes for `topic` (all topics when None)."""
+        queues = [self._queues.get(topic, deque())] if topic else list(self._queues.values())
+        return sum(max(0, self.capacity - len(q)) for q in queues)
 
     def push(self, msg: Message, epoch: int) -> None:
         topic = msg.topic()

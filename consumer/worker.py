@@ -70,13 +70,16 @@ class Worker:
         self,
         settings: WorkerSettings,
         engine: Engine,
-        consumer: Consumer,
+        consumers: dict[str, Consumer],
         producer: Producer,
         metrics: WorkerMetrics,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.consumer = consumer
+        # One consumer (and group) per jobs topic: each topic's partitions are then balanced across
+        # workers on their own. With one subscription to both, cooperative-sticky balances the total
+        # count and can leave a worker holding only the (often empty) high-priority partitions.
+        self.consumers = consumers
         self.producer = producer
         self.metrics = metrics
         self.tracker = OffsetTracker()
@@ -111,12 +114,10 @@ class Worker:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
-        self.consumer.subscribe(
-            self.backlog.topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        for topic, consumer in self.consumers.items():
+            consumer.subscribe(
+                [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         log.info("worker started", extra={"worker_id": self.settings.worker_id})
         try:
             await self._loop()
@@ -149,7 +150,8 @@ class Worker:
         self._pause_all()
         deadline = time.monotonic() + (self.settings.drain_timeout_s if self.state is State.DRAINING else 0)
         while self._running and time.monotonic() < deadline and self.state is not State.FAILED:
-            self.consumer.consume(1, 0)  # keeps group membership and serves rebalance callbacks
+            for consumer in self.consumers.values():
+                consumer.consume(1, 0)  # keeps group membership and serves rebalance callbacks
             self._publish_finished()
             await self._idle()
         left = list(self._running.values())
@@ -163,10 +165,11 @@ class Worker:
         self._commit(sync=True)
 
     async def _close(self) -> None:
-        try:
-            self.consumer.close()
-        except Exception:
-            log.exception("consumer close failed")
+        for consumer in self.consumers.values():
+            try:
+                consumer.close()
+            except Exception:
+                log.exception("consumer close failed")
         self.producer.flush(30)
         await self.engine.close()
         if self.state is State.DRAINING:
@@ -187,8 +190,10 @@ class Worker:
         Called every iteration, paused or not: it serves rebalance callbacks and keeps the member
         alive (max.poll.interval.ms), so no generation time can get it evicted.
         """
-        room = max(1, self.backlog.room())
-        messages = self.consumer.consume(min(room, self.settings.batch_size), 0)
+        messages = []
+        for topic, consumer in self.consumers.items():
+            room = max(1, self.backlog.room(topic))
+            messages += consumer.consume(min(room, self.settings.batch_size), 0)
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -352,7 +357,10 @@ class Worker:
         if not offsets:
             return
         try:
-            commit(self.consumer, offsets, sync)
+            for topic, consumer in self.consumers.items():
+                mine = {tp: o for tp, o in offsets.items() if tp[0] == topic}
+                if mine:
+                    commit(consumer, mine, sync)
         except Exception as exc:
             log.warning("commit failed: %s", exc)
             return
@@ -366,16 +374,18 @@ class Worker:
         if wanted == self._paused_topics:
             return
         for topic in wanted ^ self._paused_topics:
-            parts = [p for p in self.consumer.assignment() if p.topic == topic]
+            consumer = self.consumers[topic]
+            parts = [p for p in consumer.assignment() if p.topic == topic]
             if parts:
-                (self.consumer.pause if topic in wanted else self.consumer.resume)(parts)
+                (consumer.pause if topic in wanted else consumer.resume)(parts)
         self._paused_topics = wanted
         self.metrics.paused.set(len(wanted))
 
     def _pause_all(self) -> None:
-        assignment = self.consumer.assignment()
-        if assignment:
-            self.consumer.pause(assignment)
+        for consumer in self.consumers.values():
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(assignment)
         self._paused_topics = set(self.backlog.topics)
         self.metrics.paused.set(len(self._paused_topics))
 
@@ -433,23 +443,21 @@ def _expired(job: Job) -> Result:
 
 def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Worker:
     """Build a Worker with real Kafka clients from settings (the engine can be injected)."""
-    consumer = Consumer(
-        consumer_config(
-            settings,
-            settings.group_id,
-            **{
-                "session.timeout.ms": settings.session_timeout_ms,
-                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-                "max.poll.interval.ms": settings.max_poll_interval_ms,
-                "client.id": settings.worker_id,
-            },
-        )
-    )
+    extra = {
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "client.id": settings.worker_id,
+    }
+    consumers = {settings.jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))}
+    if settings.high_topic:
+        group = f"{settings.group_id}.high"
+        consumers[settings.high_topic] = Consumer(consumer_config(settings, group, **extra))
     producer = Producer(producer_config(settings, **{"client.id": settings.worker_id}))
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:
         start_metrics_server(settings.metrics_port, metrics.registry)
-    return Worker(settings, engine or make_engine(settings), consumer, producer, metrics)
+    return Worker(settings, engine or make_engine(settings), consumers, producer, metrics)
 
 
 def run_worker(settings: WorkerSettings, engine: Engine | None = None) -> int:

@@ -208,3 +208,23 @@ def test_sigterm_drains_in_flight_jobs_without_duplicates(env: Env, procs: Procs
     assert max(ids.values()) == 1, (
         f"duplicates after a graceful drain: {[k for k, v in ids.items() if v > 1]}"
     )
+
+
+def test_high_priority_jobs_overtake_a_normal_backlog(env: Env, procs: Procs) -> None:
+    settings = ProducerSettings(**env.settings.model_dump())
+    normal = [Job(job_id=f"n-{i:03d}", model="m", prompt="normal job") for i in range(300)]
+    high = [Job(job_id=f"h-{i:03d}", model="m", prompt="urgent job", priority="high") for i in range(20)]
+    with JobProducer(settings) as producer:
+        for job in [*normal, *high]:  # the high jobs arrive behind a backlog of 300
+            producer.submit(job)
+    worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.2", SLUICE_WORKER_MAX_IN_FLIGHT="4")
+    procs.start("worker", ["worker"], worker_env)
+    topic = env.settings.results_topic
+    wait_until(lambda: len(read_results(env.bootstrap, topic)) >= 320, 120, "all 320 results")
+
+    started = sorted(read_results(env.bootstrap, topic), key=lambda r: r.started_at or r.finished_at)
+    order = [r.job_id for r in started]
+    last_high = max(order.index(j.job_id) for j in high)
+    normal_before = sum(1 for jid in order[:last_high] if jid.startswith("n-"))
+    assert normal_before < 150, f"high-priority jobs waited behind {normal_before} normal jobs"
+    assert {r.job_id for r in started} == {j.job_id for j in [*normal, *high]}

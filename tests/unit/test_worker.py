@@ -65,7 +65,10 @@ def make(engine: Any = None, auto_ack: bool = True, **over: Any) -> tuple[Worker
         **over,
     )
     consumer, producer = FakeConsumer(), FakeProducer(auto_ack)
-    worker = Worker(settings, engine or FakeEngine(), consumer, producer, WorkerMetrics())  # type: ignore[arg-type]
+    consumers: dict[str, Any] = {T: consumer}
+    if settings.high_topic:
+        consumers[settings.high_topic] = FakeConsumer()
+    worker = Worker(settings, engine or FakeEngine(), consumers, producer, WorkerMetrics())
     return worker, consumer, producer
 
 
@@ -275,10 +278,12 @@ def test_high_priority_jobs_start_first_without_starving_the_normal_topic() -> N
     async def main() -> None:
         engine = GateEngine()
         worker, consumer, _ = make(engine, high_topic="jobs.high", max_in_flight=1, normal_share=0.25)
+        high = worker.consumers["jobs.high"]
         add_jobs(consumer, 6, prefix="n")
         for i in range(12):
-            consumer.add("jobs.high", 0, encode(Job(job_id=f"h-{i}", model="m", prompt="p")), b"h")
-        consumer.rebalance("assign", [("jobs.high", 0), (T, 0)])
+            high.add("jobs.high", 0, encode(Job(job_id=f"h-{i}", model="m", prompt="p")), b"h")
+        high.rebalance("assign", [("jobs.high", 0)])
+        consumer.rebalance("assign", [(T, 0)])
         task = asyncio.create_task(worker.run())
         order: list[str] = []
         for _ in range(18):
