@@ -170,12 +170,20 @@ def naive_path(bootstrap: str, engine_name: str, model: Path | None, jobs: list[
     s = topics(bootstrap, partitions=6)
     load(bootstrap, s.jobs_topic, len(jobs), lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
     engine = make_engine(worker_settings(engine_name, model))
-    asyncio.run(_naive_loop(engine, s, bootstrap, len(jobs)))
-    return tokens_per_s(read_results(bootstrap, s.results_topic, len(jobs)))
+
+    async def run() -> float:
+        await engine.start()
+        rate, _ = await _naive_loop_capped(engine, s, bootstrap, len(jobs))
+        await engine.close()
+        return rate
+
+    return asyncio.run(run())
 
 
-async def _naive_loop(engine: Engine, s: KafkaSettings, bootstrap: str, n: int) -> None:
-    await engine.start()
+async def _naive_loop_capped(
+    engine: Engine, s: KafkaSettings, bootstrap: str, n: int, cap_s: float = float("inf")
+) -> tuple[float, int]:
+    """The hand-written loop; returns (output tokens/s over finished chunks, jobs finished)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -188,11 +196,13 @@ async def _naive_loop(engine: Engine, s: KafkaSettings, bootstrap: str, n: int) 
         {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
     )
     consumer.subscribe([s.jobs_topic])
-    done = 0
-    while done < n:
+    done = tokens = 0
+    first = 0.0
+    while done < n and (not first or time.perf_counter() - first < cap_s):
         batch = [m for m in consumer.consume(CHUNK, 1.0) if not m.error()]
         if not batch:
             continue
+        first = first or time.perf_counter()
         jobs = [decode_job(m.value()) for m in batch]
         started = utcnow()
         outs = await asyncio.gather(*(engine.generate(j) for j in jobs))  # wait for the slowest
@@ -206,14 +216,16 @@ async def _naive_loop(engine: Engine, s: KafkaSettings, bootstrap: str, n: int) 
                 output_tokens=out.output_tokens,
             )
             producer.produce(s.results_topic, encode(result), job.job_id.encode())
+            tokens += out.output_tokens
         producer.flush()
         consumer.commit(
             offsets=[TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in batch],
             asynchronous=False,
         )
         done += len(batch)
+    elapsed = time.perf_counter() - first
     consumer.close()
-    await engine.close()
+    return tokens / elapsed, done
 
 
 def main(engines: tuple[str, ...] = ("fake", "vllm"), n: int = 400) -> list[str]:

