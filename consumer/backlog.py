@@ -65,7 +65,11 @@ class Backlog:
     def pop(self) -> Entry | None:
         """The next record to start, by the priority rule; None when nothing waits."""
         high = self._queues[self.high_topic] if self.high_topic else None
-        normal = next((self._queues[t] for t in self.normal if self._queues[t]), None)
+        normal = None
+        for topic in self.normal:
+            if self._queues[topic]:
+                normal = self._queues[topic]
+                break
         if high and (normal is None or self._streak < self.every - 1):
             self._streak += 1
             return high.popleft()

@@ -237,7 +237,8 @@ class Worker:
         self._running[key] = item
         item.task = asyncio.create_task(self.engine.generate(job))
         item.task.add_done_callback(lambda task: self._on_done(key, task))
-        log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
 
     def _on_done(self, key: int, task: asyncio.Task[Completion]) -> None:
         item = self._running.pop(key, None)
@@ -265,7 +266,7 @@ class Worker:
     def _publish(self, item: _InFlight, outcome: Completion | BaseException | Result) -> None:
         result = outcome if isinstance(outcome, Result) else self._result(item, outcome)
         self.stats[result.status] += 1
-        self.metrics.jobs.labels(result.status).inc()
+        self.metrics.job_status[result.status].inc()
         self.metrics.output_tokens.inc(result.output_tokens)
         child = child_traceparent(item.traceparent)
         tp, offset, epoch = item.tp, item.offset, item.epoch
@@ -283,8 +284,9 @@ class Worker:
             [(TRACEPARENT, child.encode())],
             delivered,
         )
-        extra = {"job_id": result.job_id, "traceparent": child, "status": result.status}
-        log.debug("result published", extra=extra)
+        if log.isEnabledFor(logging.DEBUG):
+            extra = {"job_id": result.job_id, "traceparent": child, "status": result.status}
+            log.debug("result published", extra=extra)
 
     def _result(self, item: _InFlight, outcome: Completion | BaseException) -> Result:
         job = item.job

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 __all__ = ["TRACEPARENT", "child_traceparent", "ensure_traceparent", "new_traceparent"]
 
@@ -13,7 +13,7 @@ _PATTERN = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 def new_traceparent() -> str:
     """Start a new sampled trace."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
 def is_valid(value: str | None) -> bool:
@@ -34,7 +34,7 @@ def child_traceparent(parent: str) -> str:
     match = _PATTERN.match(parent)
     if match is None or not is_valid(parent):
         return new_traceparent()
-    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+    return f"00-{match.group(1)}-{os.urandom(8).hex()}-{match.group(3)}"
 
 
 def trace_id(traceparent: str) -> str:
