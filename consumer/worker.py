@@ -401,7 +401,7 @@ class Worker:
         paused = [p for p in partitions if p.topic in self._paused_topics or self.state is not State.RUNNING]
         if paused:
             consumer.pause(paused)
-        log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
+        log.info("partitions assigned", extra=self._partition_fields(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
@@ -411,13 +411,19 @@ class Worker:
         self._commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
-        log.info("partitions revoked", extra={"partitions": [p.partition for p in partitions]})
+        log.info("partitions revoked", extra=self._partition_fields(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc(len(partitions))
         self._forget([(p.topic, p.partition) for p in partitions])
         consumer.incremental_unassign(partitions)
-        log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+        log.warning("partitions lost", extra=self._partition_fields(partitions))
+
+    def _partition_fields(self, partitions: list[TopicPartition]) -> dict[str, Any]:
+        return {
+            "worker_id": self.settings.worker_id,
+            "partitions": [f"{p.topic}:{p.partition}" for p in partitions],
+        }
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)

@@ -32,6 +32,20 @@ def log_entries(procs: Procs) -> list[dict[str, Any]]:
     return entries
 
 
+def owns_partitions(procs: Procs, worker_id: str, topic: str) -> bool:
+    """Whether the worker's latest assignment event for `topic` left it owning partitions."""
+    owned: set[str] = set()
+    for e in log_entries(procs):
+        if e.get("worker_id") != worker_id or "partitions" not in e:
+            continue
+        parts = {p for p in e["partitions"] if p.startswith(f"{topic}:")}
+        if e["msg"] == "partitions assigned":
+            owned |= parts
+        elif e["msg"] in ("partitions revoked", "partitions lost"):
+            owned -= parts
+    return bool(owned)
+
+
 def submit_jobs(env: Env, n: int, webhook_url: str | None) -> tuple[list[Job], dict[str, str]]:
     jobs = [
         Job(
@@ -69,6 +83,14 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
         )
         procs.start("worker-b", [*debug, "worker", "--worker-id", "wb"], worker_env)
         procs.start("sink", [*debug, "sink"], env.environ())
+        # Both members must own jobs partitions before the jobs arrive, or the first one to join
+        # may finish all 2,000 before the second gets any.
+        jobs_topic = env.settings.jobs_topic
+        wait_until(
+            lambda: owns_partitions(procs, "wa", jobs_topic) and owns_partitions(procs, "wb", jobs_topic),
+            60,
+            "both workers to own partitions of the jobs topic",
+        )
         jobs, traces = submit_jobs(env, 2000, receiver.url)
 
         wait_until(lambda: receiver.stats()["unique"] >= 2000, 180, "2000 webhooks")
