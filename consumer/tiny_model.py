@@ -78,4 +78,3 @@ def build_tiny_model(
     (path / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     marker.write_text(_VERSION)
     return path
-
