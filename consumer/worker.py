@@ -30,9 +30,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
+from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
 from sluice.errors import ContractError, EngineDeadError, PermanentError
-from sluice.kafka import commit, consumer_config, header, header_pairs, position, producer_config
+from sluice.kafka import consumer_config, header, header_pairs, position, producer_config
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
@@ -83,6 +84,9 @@ class Worker:
         self.producer = producer
         self.metrics = metrics
         self.tracker = OffsetTracker()
+        self.committer = Committer(
+            self.tracker, consumers, settings.commit_interval_s, on_commit=metrics.commits.inc
+        )
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
         topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
         self.backlog = Backlog(
@@ -97,7 +101,6 @@ class Worker:
         self._finished: deque[tuple[_InFlight, Completion | BaseException]] = deque()
         self._wake = asyncio.Event()
         self._paused_topics: set[str] = set()
-        self._last_commit = 0.0
         self._fatal: str | None = None
         self._ids = 0
         self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0}
@@ -131,7 +134,7 @@ class Worker:
             polled = self._poll()
             self._admit()
             self._publish_finished()
-            self._maybe_commit()
+            self.committer.maybe_commit()
             self._apply_backpressure()
             if not polled and not self._finished:
                 await self._idle()
@@ -162,7 +165,7 @@ class Worker:
             log.warning("drain timeout: %d jobs left for redelivery", len(left))
         self._publish_finished()
         self.producer.flush(30)
-        self._commit(sync=True)
+        self.committer.commit(sync=True)
 
     async def _close(self) -> None:
         for consumer in self.consumers.values():
@@ -349,26 +352,6 @@ class Worker:
 
     # ---- commit and backpressure -----------------------------------------------------------
 
-    def _maybe_commit(self) -> None:
-        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-            self._commit(sync=False)
-
-    def _commit(self, sync: bool, tps: list[TP] | None = None) -> None:
-        self._last_commit = time.monotonic()
-        offsets = self.tracker.committable(tps)
-        if not offsets:
-            return
-        try:
-            for topic, consumer in self.consumers.items():
-                mine = {tp: o for tp, o in offsets.items() if tp[0] == topic}
-                if mine:
-                    commit(consumer, mine, sync)
-        except Exception as exc:
-            log.warning("commit failed: %s", exc)
-            return
-        self.tracker.mark_committed(offsets)
-        self.metrics.commits.inc()
-
     def _apply_backpressure(self) -> None:
         """Pause a topic while its backlog is full (or, for the normal topic, while high-priority
         jobs wait); resume it once its backlog is below the low-water mark."""
@@ -408,7 +391,7 @@ class Worker:
         tps = [(p.topic, p.partition) for p in partitions]
         self._publish_finished()
         self.producer.flush(10)
-        self._commit(sync=True, tps=tps)
+        self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
         log.info("partitions revoked", extra=self._partition_fields(partitions))

@@ -21,9 +21,10 @@ import httpx
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from results_sink.signing import decode_secret, signature_headers
+from sluice.commits import Committer
 from sluice.contract import decode_result
 from sluice.errors import ContractError
-from sluice.kafka import commit, consumer_config, header, position
+from sluice.kafka import consumer_config, header, position
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
@@ -51,10 +52,12 @@ class Sink:
         self.metrics = metrics
         self.key = decode_secret(settings.webhook_secret.get_secret_value())
         self.tracker = OffsetTracker()
+        self.committer = Committer(
+            self.tracker, {settings.results_topic: consumer}, settings.commit_interval_s
+        )
         self._tasks: dict[asyncio.Task[None], TP] = {}
         self._stopping = False
         self._wake = asyncio.Event()
-        self._last_commit = 0.0
         self._paused = False
         self.stats = {"delivered": 0, "failed": 0, "skipped": 0, "invalid": 0}
 
@@ -78,7 +81,7 @@ class Sink:
                 messages = self.consumer.consume(room, 0)
                 for msg in messages:
                     self._admit(msg)
-                self._maybe_commit()
+                self.committer.maybe_commit()
                 self._backpressure()
                 if not messages:
                     await self._idle()
@@ -86,7 +89,7 @@ class Sink:
                     await asyncio.sleep(0)
             if self._tasks:
                 await asyncio.wait(list(self._tasks))
-            self._commit(sync=True)
+            self.committer.commit(sync=True)
         finally:
             self.consumer.close()
             await self.client.aclose()
@@ -166,22 +169,6 @@ class Sink:
         self.metrics.deliveries.labels("failed").inc()
         log.error("webhook delivery gave up: %s", last, extra={**extra, "attempts": attempt})
 
-    def _maybe_commit(self) -> None:
-        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-            self._commit(sync=False)
-
-    def _commit(self, sync: bool, tps: list[TP] | None = None) -> None:
-        self._last_commit = time.monotonic()
-        offsets = self.tracker.committable(tps)
-        if not offsets:
-            return
-        try:
-            commit(self.consumer, offsets, sync)
-        except Exception as exc:
-            log.warning("commit failed: %s", exc)
-            return
-        self.tracker.mark_committed(offsets)
-
     def _backpressure(self) -> None:
         full = len(self._tasks) >= self.settings.concurrency
         if full != self._paused:
@@ -199,7 +186,7 @@ class Sink:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
-        self._commit(sync=True, tps=tps)
+        self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
 

@@ -73,12 +73,15 @@ class OffsetTracker:
         """Records added and not yet done (or done behind an unfinished one), all partitions."""
         return sum(len(p.pending) for p in self._parts.values())
 
-    def committable(self, tps: list[TP] | None = None) -> dict[TP, int]:
-        """Offsets to commit now: per partition, the first offset not yet done, where it advanced."""
+    def committable(self, tps: list[TP] | None = None, again: bool = False) -> dict[TP, int]:
+        """Offsets to commit: per partition, the first offset not yet done, where it advanced
+        since the last commit (or, with `again`, wherever it is known)."""
         out = {}
         for tp in tps if tps is not None else list(self._parts):
             part = self._parts.get(tp)
-            if part is None or part.next_offset is None or part.next_offset == part.committed:
+            if part is None or part.next_offset is None:
+                continue
+            if part.next_offset == part.committed and not again:
                 continue
             out[tp] = part.next_offset
         return out

@@ -79,3 +79,13 @@ def test_partitions_are_independent() -> None:
     assert t.committable([a]) == {}
     t.done(a, 0, ea)
     assert t.committable([a]) == {a: 1}
+
+
+def test_a_synchronous_commit_can_resend_what_an_asynchronous_one_may_have_lost() -> None:
+    t = OffsetTracker()
+    epoch = t.assign(TP)
+    t.add(TP, 0)
+    t.done(TP, 0, epoch)
+    t.mark_committed(t.committable())
+    assert t.committable() == {}
+    assert t.committable(again=True) == {TP: 1}

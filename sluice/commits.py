@@ -1,0 +1,63 @@
+"""Offset commits shared by the worker and the sink: what OffsetTracker allows, through the consumer
+that owns each topic, at most every `interval_s` (asynchronously) or now (synchronously).
+
+A synchronous commit (revoke, shutdown) sends every partition's committable offset again, even one
+already sent asynchronously: an asynchronous commit can fail unseen, and the last commit before
+a partition changes hands is the one that decides how much is redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import Consumer
+
+from sluice.kafka import commit
+from sluice.offsets import TP, OffsetTracker
+
+__all__ = ["Committer"]
+
+log = logging.getLogger("sluice.commits")
+
+
+class Committer:
+    """Commits `tracker`'s offsets; `consumers` maps each topic to the consumer that reads it."""
+
+    def __init__(
+        self,
+        tracker: OffsetTracker,
+        consumers: Mapping[str, Consumer],
+        interval_s: float,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.consumers = consumers
+        self.interval_s = interval_s
+        self.on_commit = on_commit
+        self._last = 0.0
+
+    def maybe_commit(self) -> None:
+        """Commit asynchronously if the interval has passed since the last commit."""
+        if time.monotonic() - self._last >= self.interval_s:
+            self.commit(sync=False)
+
+    def commit(self, sync: bool, tps: list[TP] | None = None) -> None:
+        """Commit what is done (for `tps`, or every tracked partition); a failure is logged, and
+        only means those records are delivered again later."""
+        self._last = time.monotonic()
+        offsets = self.tracker.committable(tps, again=sync)
+        if not offsets:
+            return
+        try:
+            for topic, consumer in self.consumers.items():
+                mine = {tp: o for tp, o in offsets.items() if tp[0] == topic}
+                if mine:
+                    commit(consumer, mine, sync)
+        except Exception as exc:
+            log.warning("commit failed: %s", exc)
+            return
+        self.tracker.mark_committed(offsets)
+        if self.on_commit is not None:
+            self.on_commit()
