@@ -56,6 +56,20 @@ def topics(bootstrap: str, partitions: int = 12) -> KafkaSettings:
     return s
 
 
+def reader(bootstrap: str, topic: str) -> Consumer:
+    """A consumer of `topic` from its beginning, in a group of its own, committing nothing."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-read-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topic])
+    return c
+
+
 def load(bootstrap: str, topic: str, n: int, make: Callable[[int], tuple[bytes, bytes]]) -> None:
     """Produce n records (key, value) = make(i) and wait until all are acknowledged."""
     producer = Producer(

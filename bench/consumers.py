@@ -11,12 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
-from bench.common import kafka, load, topics
+from bench.common import kafka, load, reader, topics
 from sluice.contract import Result, decode_result, encode
 
 _FAUST_APP = r"""
@@ -46,15 +43,7 @@ app.main()
 
 
 def confluent_rate(bootstrap: str, topic: str, n: int) -> float:
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([topic])
+    c = reader(bootstrap, topic)
     seen, t0 = 0, 0.0
     while seen < n:
         for msg in c.consume(500, 1.0):

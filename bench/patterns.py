@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import CACHE, kafka, load, topics, wait_committed
+from bench.common import CACHE, kafka, load, reader, topics, wait_committed
 from consumer.engine import Engine, make_engine
 from sluice.contract import Job, Result, SamplingParams, decode_job, decode_result, encode, utcnow
 from sluice.settings import KafkaSettings, WorkerSettings
@@ -82,15 +82,7 @@ def tokens_per_s(results: list[tuple[Result, float]]) -> float:
 
 
 def read_results(bootstrap: str, topic: str, n: int) -> list[tuple[Result, float]]:
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([topic])
+    c = reader(bootstrap, topic)
     out: dict[str, tuple[Result, float]] = {}
     while len(out) < n:
         for msg in c.consume(1000, 1.0):
@@ -139,11 +131,7 @@ def sluice_path(bootstrap: str, engine_name: str, model: Path | None, jobs: list
     settings = worker_settings(engine_name, model, bootstrap_servers=bootstrap)
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SLUICE_JOBS_TOPIC": s.jobs_topic,
-        "SLUICE_RESULTS_TOPIC": s.results_topic,
-        "SLUICE_DLQ_TOPIC": s.dlq_topic,
-        "SLUICE_HIGH_TOPIC": s.high_topic,
+        **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": group,
     }
     for key, value in settings.model_dump(exclude_unset=True).items():

@@ -33,11 +33,7 @@ def run_once(bootstrap: str, n: int, log_level: str) -> float:
     group = f"{s.jobs_topic}-workers"
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SLUICE_JOBS_TOPIC": s.jobs_topic,
-        "SLUICE_RESULTS_TOPIC": s.results_topic,
-        "SLUICE_DLQ_TOPIC": s.dlq_topic,
-        "SLUICE_HIGH_TOPIC": s.high_topic,
+        **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": group,
         "SLUICE_WORKER_MAX_IN_FLIGHT": "4096",
         "SLUICE_WORKER_BATCH_SIZE": "1024",

@@ -88,11 +88,7 @@ def main() -> int:
     print(f"• webhook receiver at {receiver.url}", flush=True)
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SLUICE_JOBS_TOPIC": settings.jobs_topic,
-        "SLUICE_RESULTS_TOPIC": settings.results_topic,
-        "SLUICE_DLQ_TOPIC": settings.dlq_topic,
-        "SLUICE_HIGH_TOPIC": settings.high_topic,
+        **settings.child_env(),
         "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
         "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",

@@ -64,6 +64,16 @@ class KafkaSettings(BaseSettings):
     results_partitions: int = Field(12, ge=1, validation_alias=_shared("results_partitions"))
     replication_factor: int = Field(1, ge=1, validation_alias=_shared("replication_factor"))
 
+    def child_env(self) -> dict[str, str]:
+        """The variables that point a child `sluice` process at this cluster and these topics."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "SLUICE_JOBS_TOPIC": self.jobs_topic,
+            "SLUICE_HIGH_TOPIC": self.high_topic,
+            "SLUICE_RESULTS_TOPIC": self.results_topic,
+            "SLUICE_DLQ_TOPIC": self.dlq_topic,
+        }
+
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings common to producers, consumers and admin clients."""
         conf: dict[str, Any] = {

@@ -60,14 +60,9 @@ class Env:
         )
 
     def environ(self, **extra: str) -> dict[str, str]:
-        s = self.settings
         env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "SLUICE_JOBS_TOPIC": s.jobs_topic,
-            "SLUICE_HIGH_TOPIC": s.high_topic,
-            "SLUICE_RESULTS_TOPIC": s.results_topic,
-            "SLUICE_DLQ_TOPIC": s.dlq_topic,
+            **self.settings.child_env(),
             "SLUICE_WORKER_GROUP_ID": f"{self.prefix}-workers",
             "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
             "SLUICE_WORKER_HEARTBEAT_INTERVAL_MS": "500",

@@ -54,13 +54,7 @@ def test_a_topic_with_another_configuration_is_reported(bootstrap: str) -> None:
 
 def test_cli_topics_create_exit_code_reports_mismatch(bootstrap: str) -> None:
     settings = fresh_settings(bootstrap)
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SLUICE_JOBS_TOPIC": settings.jobs_topic,
-        "SLUICE_RESULTS_TOPIC": settings.results_topic,
-        "SLUICE_DLQ_TOPIC": settings.dlq_topic,
-        "SLUICE_HIGH_TOPIC": settings.high_topic,
-    }
+    env = settings.child_env()
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "sluice.cli", "topics", "create", *args]
