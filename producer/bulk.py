@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from producer.client import JobProducer, Submitted, build_job
 from sluice.errors import ContractError, KafkaOperationError
+from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["BadLine", "FileSummary", "submit_file"]
 
@@ -65,13 +66,14 @@ def submit_file(
     for number, line in _lines(path):
         try:
             job = build_job(orjson.loads(line), default_model)
+            future = producer.submit(job)
         except orjson.JSONDecodeError as exc:
             summary.bad_lines.append(BadLine(number, f"not valid JSON: {exc}"))
             continue
-        except ContractError as exc:
+        except (ContractError, ForbiddenUrlError) as exc:
             summary.bad_lines.append(BadLine(number, f"{exc.code}: {exc}"))
             continue
-        futures.append((number, producer.submit(job)))
+        futures.append((number, future))
         summary.submitted += 1
         if keep_ids:
             summary.job_ids.append(job.job_id)

@@ -4,7 +4,8 @@
         future = producer.submit({"model": "m", "prompt": "Hello"})
         future.result()          # -> Submitted(job_id, partition, offset) once Kafka has it
 
-Jobs are validated before they are sent (a ContractError names the wrong field). The producer is
+Jobs are validated before they are sent (a ContractError names the wrong field; a webhook URL the
+policy forbids raises ForbiddenUrlError, see sluice/urlpolicy.py). The producer is
 idempotent with acks=all; a background thread serves delivery callbacks so futures complete
 without the caller polling.
 """
@@ -24,6 +25,7 @@ from sluice.errors import ContractError, FieldProblem, KafkaOperationError
 from sluice.kafka import position, producer_config
 from sluice.settings import ProducerSettings
 from sluice.tracing import TRACEPARENT, ensure_traceparent
+from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["JobProducer", "Submitted", "build_job"]
 
@@ -67,6 +69,8 @@ class JobProducer:
                 **client_overrides,
             )
         )
+        self._policy = settings.url_policy()
+        self._checked: dict[str, ForbiddenUrlError | None] = {}  # bulk files repeat a few URLs
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="sluice-producer-poll", daemon=True)
         self._poller.start()
@@ -84,6 +88,8 @@ class JobProducer:
     ) -> Future[Submitted]:
         """Validate and send one job; the future resolves once Kafka acknowledged it."""
         job = build_job(job)
+        if job.webhook_url is not None:
+            self.check_webhook_url(job.webhook_url)
         tp = ensure_traceparent(traceparent)
         future: Future[Submitted] = Future()
 
@@ -107,6 +113,20 @@ class JobProducer:
                 return future
             except BufferError:
                 self._producer.flush(0.5)  # local queue full: wait until Kafka takes some
+
+    def check_webhook_url(self, url: str) -> None:
+        """Raise ForbiddenUrlError if the sink would refuse to call `url` (checked once per URL)."""
+        if url not in self._checked:
+            if len(self._checked) > 10_000:
+                self._checked.clear()
+            try:
+                self._policy.check_resolved(url)
+                self._checked[url] = None
+            except ForbiddenUrlError as exc:
+                self._checked[url] = exc
+        error = self._checked[url]
+        if error is not None:
+            raise ForbiddenUrlError(str(error))
 
     def _topic_for(self, job: Job) -> str:
         return self.settings.high_topic if job.priority == "high" else self.settings.jobs_topic

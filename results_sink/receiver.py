@@ -6,6 +6,7 @@ GET /stats answers {"received": n, "unique": n, "bad_signature": n, "duplicates"
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,11 +23,13 @@ __all__ = ["Receiver", "start_receiver"]
 class Receiver:
     """What a running receiver has seen; thread-safe."""
 
-    key: bytes
+    keys: list[bytes]
     server: ThreadingHTTPServer | None = None
     counts: Counter[str] = field(default_factory=Counter)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     traceparents: dict[str, str] = field(default_factory=dict)
+    first_received: dict[str, float] = field(default_factory=dict)  # time.time() of the first 2xx
+    rejected: int = 0  # requests answered with fail_status
     bad_signatures: int = 0
     fail_status: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,10 +75,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             if receiver.fail_status is not None:
+                with receiver.lock:
+                    receiver.rejected += 1
                 self._reply(receiver.fail_status)
                 return
             try:
-                verify(receiver.key, dict(self.headers.items()), body)
+                verify(receiver.keys, dict(self.headers.items()), body)
             except WebhookVerificationError:
                 with receiver.lock:
                     receiver.bad_signatures += 1
@@ -84,6 +89,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             msg_id = self.headers["webhook-id"]
             with receiver.lock:
                 receiver.counts[msg_id] += 1
+                receiver.first_received.setdefault(msg_id, time.time())
                 receiver.bodies[msg_id] = orjson.loads(body)
                 receiver.traceparents[msg_id] = self.headers.get("traceparent", "")
             self._reply(204)
@@ -91,9 +97,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_receiver(key: bytes, host: str = "127.0.0.1", port: int = 0) -> Receiver:
+def start_receiver(keys: bytes | list[bytes], host: str = "127.0.0.1", port: int = 0) -> Receiver:
     """Serve a receiver from a daemon thread; stop() it when done."""
-    receiver = Receiver(key)
+    receiver = Receiver(keys if isinstance(keys, list) else [keys])
     server = ThreadingHTTPServer((host, port), _handler(receiver))
     server.daemon_threads = True
     receiver.server = server

@@ -3,7 +3,14 @@
     signed content = f"{webhook-id}.{webhook-timestamp}.{body}"
     webhook-signature = "v1," + base64(HMAC-SHA256(secret, signed content))
 
-Secrets may be given in the spec's `whsec_<base64>` form or as plain text.
+Secrets may be given in the spec's `whsec_<base64>` form or as plain text. During a rotation the
+sender signs with every active secret ("v1,<a> v1,<b>") and the receiver accepts a match with any
+of its keys, so either side can switch first.
+
+Receivers (downstream teams) need only `verify`:
+
+    from results_sink.signing import verify
+    verify(["whsec_new...", "whsec_old..."], request.headers, raw_body)   # raises if not genuine
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping, Sequence
 
 from sluice.errors import ConfigError, PermanentError
 
@@ -43,25 +51,37 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
-def signature_headers(key: bytes, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The three webhook-* headers for one delivery attempt."""
+Keys = bytes | str | Sequence[bytes | str]
+
+
+def _keys(keys: Keys) -> list[bytes]:
+    items = [keys] if isinstance(keys, bytes | str) else list(keys)
+    decoded = [k if isinstance(k, bytes) else decode_secret(k) for k in items]
+    if not decoded:
+        raise ConfigError("at least one webhook signing secret is required")
+    return decoded
+
+
+def signature_headers(keys: Keys, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The three webhook-* headers for one delivery attempt, signed with every key given."""
     ts = int(time.time()) if timestamp is None else timestamp
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(ts),
-        "webhook-signature": sign(key, msg_id, ts, body),
+        "webhook-signature": " ".join(sign(k, msg_id, ts, body) for k in _keys(keys)),
     }
 
 
 def verify(
-    key: bytes,
-    headers: dict[str, str],
+    keys: Keys,
+    headers: Mapping[str, str],
     body: bytes,
     *,
     tolerance_s: int = 300,
     now: float | None = None,
 ) -> None:
-    """Check a received webhook; raises WebhookVerificationError saying what is wrong."""
+    """Check a received webhook against one or several secrets (bytes, or whsec_/plain strings);
+    raises WebhookVerificationError saying what is wrong (missing header, stale timestamp, no match)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         msg_id, ts_text, signatures = (
@@ -76,6 +96,9 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance_s:
         raise WebhookVerificationError(f"webhook-timestamp {ts} is outside the {tolerance_s}s tolerance")
-    expected = sign(key, msg_id, ts, body)
-    if not any(hmac.compare_digest(expected, s) for s in signatures.split(" ")):
-        raise WebhookVerificationError("no signature matches")
+    offered = signatures.split(" ")
+    for key in _keys(keys):
+        expected = sign(key, msg_id, ts, body)
+        if any(hmac.compare_digest(expected, s) for s in offered):
+            return
+    raise WebhookVerificationError("no signature matches")

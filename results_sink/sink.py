@@ -1,12 +1,20 @@
-"""The results sink: consumes inference-results and POSTs each result with a webhook URL to it.
+"""The results sink: delivers each result to its webhook and to matching subscriptions.
 
-Delivery is signed per Standard Webhooks (webhook-id = job id, the same on every retry). A result's
-offset becomes committable only when its delivery is finished: acknowledged with 2xx, or given up
-after max_attempts (logged at error level with the job id and counted). Deliveries run
-concurrently; the offset tracker commits in order, so a crash re-delivers and never skips.
+For every record on the results topic the sink makes one delivery per target (the job's own
+webhook_url, and each static subscription whose filters match), signed per Standard Webhooks with
+webhook-id = job id on every attempt and every endpoint.
 
-This is the foundation's basic path. Durable retry schedules, per-endpoint isolation and a
-delivery DLQ are the next step (see the README's roadmap).
+Nothing waits in memory for long, so nothing is lost and no endpoint holds up another:
+- the first attempt is made at once, within the endpoint's connection limit; an endpoint whose
+  wait line is full, or whose circuit breaker is open, gets its deliveries deferred;
+- a failed attempt (or a deferral) is produced to a delay-tier retry topic with its due time and
+  attempt history (results_sink/schedule.py); the sink consumes those topics too, holding each
+  tier partition paused until its first record is due;
+- after the last attempt, or on 410 Gone, or for a URL the policy forbids, the delivery goes to
+  the delivery dead-letter topic with its history (`sluice dlq list|replay`).
+A source record's offset becomes committable only when every delivery made from it is settled:
+acknowledged with 2xx, or handed to a retry topic or the DLQ and acknowledged by Kafka there.
+A crash therefore re-delivers (duplicates carry the same webhook-id) and never skips.
 """
 
 from __future__ import annotations
@@ -16,97 +24,159 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import httpx
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from results_sink.deliveries import Attempt, Delivery, decode_delivery
+from results_sink.endpoints import Endpoint, Endpoints
+from results_sink.http import AiohttpPoster, Outcome, Poster
+from results_sink.schedule import RetryPlan, parse_retry_after
 from results_sink.signing import decode_secret, signature_headers
 from sluice.commits import Committer
 from sluice.contract import decode_result
-from sluice.errors import ContractError
-from sluice.kafka import consumer_config, header, position
+from sluice.errors import ConfigError, ContractError
+from sluice.kafka import TopicSpec, consumer_config, ensure_topics, header, position, producer_config
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
+from sluice.urlpolicy import ForbiddenUrlError
 
-__all__ = ["Sink", "create_sink", "run_sink"]
+__all__ = ["Sink", "create_sink", "delivery_topic_specs", "run_sink"]
 
 log = logging.getLogger("sluice.sink")
-_RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(slots=True)
+class _Source:
+    """A consumed record and how many of the deliveries made from it are not yet settled."""
+
+    tp: TP
+    offset: int
+    epoch: int
+    remaining: int
 
 
 class Sink:
-    """Webhook delivery from the results topic."""
+    """Webhook delivery from the results topic and the retry tiers (see the module docstring)."""
 
     def __init__(
         self,
         settings: SinkSettings,
-        consumer: Consumer,
-        client: httpx.AsyncClient,
+        results: Consumer,
+        retries: Consumer,
+        producer: Producer,
+        poster: Poster,
         metrics: SinkMetrics,
     ) -> None:
         self.settings = settings
-        self.consumer = consumer
-        self.client = client
+        self.results = results
+        self.retries = retries
+        self.producer = producer
+        self.poster = poster
         self.metrics = metrics
-        self.key = decode_secret(settings.webhook_secret.get_secret_value())
-        self.tracker = OffsetTracker()
-        self.committer = Committer(
-            self.tracker, {settings.results_topic: consumer}, settings.commit_interval_s
+        self.plan = RetryPlan.of(settings.retry_schedule, settings.deliveries_topic, settings.retry_jitter)
+        if not settings.webhook_secrets:
+            raise ConfigError("a webhook signing secret is required (SLUICE_SINK_WEBHOOK_SECRETS)")
+        self.keys = [decode_secret(s.get_secret_value()) for s in settings.webhook_secrets]
+        self.subscriptions = {s.id: s for s in settings.subscriptions}
+        self.sub_keys = {
+            s.id: [decode_secret(k.get_secret_value()) for k in s.secrets] or self.keys
+            for s in settings.subscriptions
+        }
+        self.policy = settings.url_policy()
+        self.endpoints = Endpoints(
+            settings.endpoint_concurrency,
+            settings.endpoint_queue,
+            settings.breaker_failures,
+            settings.breaker_cooldown_s,
         )
-        self._tasks: dict[asyncio.Task[None], TP] = {}
+        self.tracker = OffsetTracker()
+        consumers = {settings.results_topic: results, **dict.fromkeys(self.plan.tier_topics, retries)}
+        self.committer = Committer(self.tracker, consumers, settings.commit_interval_s)
+        self._tasks: dict[asyncio.Task[None], _Source] = {}
+        self._disabled: dict[str, str] = {}  # url -> why (410 Gone)
+        self._due: dict[TP, float] = {}  # retry partitions held until their head record is due
+        self._held = False  # consumption paused because max_pending deliveries are in memory
         self._stopping = False
+        self._fatal: str | None = None
         self._wake = asyncio.Event()
-        self._paused = False
-        self.stats = {"delivered": 0, "failed": 0, "skipped": 0, "invalid": 0}
+        self.stats = {"delivered": 0, "retried": 0, "deferred": 0, "dead": 0, "skipped": 0, "invalid": 0}
+
+    # ---- lifecycle -------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop consuming; in-flight deliveries finish (bounded by their retries), then commit."""
+        """Stop consuming; attempts in progress finish (bounded by the request timeout)."""
         self._stopping = True
         self._wake.set()
 
     async def run(self) -> int:
-        """Deliver until stopped; returns the exit code."""
-        self.consumer.subscribe(
-            [self.settings.results_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        log.info("sink started")
+        """Deliver until stopped; returns the exit code (0, or 1 if a record could not be stored)."""
+        callbacks: dict[str, Any] = {
+            "on_assign": self._on_assign,
+            "on_revoke": self._on_revoke,
+            "on_lost": self._on_lost,
+        }
+        self.results.subscribe([self.settings.results_topic], **callbacks)
+        self.retries.subscribe(self.plan.tier_topics, **callbacks)
+        log.info("sink started", extra={"retry_topics": self.plan.tier_topics})
         try:
-            while not self._stopping:
-                room = max(1, self.settings.concurrency - len(self._tasks))
-                messages = self.consumer.consume(room, 0)
-                for msg in messages:
-                    self._admit(msg)
+            while not self._stopping and self._fatal is None:
+                polled = self._poll_results() + self._poll_retries()
+                self._release_due()
+                self.producer.poll(0)
                 self.committer.maybe_commit()
                 self._backpressure()
-                if not messages:
-                    await self._idle()
-                else:
+                if polled:
                     await asyncio.sleep(0)
-            if self._tasks:
-                await asyncio.wait(list(self._tasks))
-            self.committer.commit(sync=True)
+                else:
+                    await self._idle()
+            await self._drain()
         finally:
-            self.consumer.close()
-            await self.client.aclose()
+            for consumer in (self.results, self.retries):
+                consumer.close()
+            await self.poster.close()
             log.info("sink stopped", extra=self.stats)
-        return 0
+        return 1 if self._fatal else 0
 
     async def _idle(self) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), 0.05)
 
-    def _admit(self, msg: Message) -> None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume error: %s", err)
-            return
+    async def _drain(self) -> None:
+        for consumer in (self.results, self.retries):
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(assignment)
+        if self._tasks and self._fatal is None:
+            await asyncio.wait(list(self._tasks), timeout=self.settings.drain_timeout_s)
+        for task in list(self._tasks):
+            task.cancel()
+        self.producer.flush(30)
+        if self._fatal is None:
+            self.committer.commit(sync=True)
+
+    def _fail(self, reason: str) -> None:
+        log.error("sink cannot go on: %s", reason)
+        self._fatal = reason
+        self._wake.set()
+
+    # ---- intake ----------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        return max(0, min(self.settings.batch_size, self.settings.max_pending - len(self._tasks)))
+
+    def _poll_results(self) -> int:
+        messages = self.results.consume(max(1, self._room()), 0)
+        for msg in messages:
+            if _usable(msg):
+                self._fan_out(msg)
+        return len(messages)
+
+    def _fan_out(self, msg: Message) -> None:
         tp, offset = position(msg)
         epoch = self.tracker.add(tp, offset)
         try:
@@ -117,75 +187,240 @@ class Sink:
             log.error("undecodable record on results topic at %s@%d: %s", tp, offset, exc)
             self.tracker.done(tp, offset, epoch)
             return
-        if result.webhook_url is None:
+        targets: list[tuple[str, str | None]] = []
+        if result.webhook_url is not None:
+            targets.append((result.webhook_url, None))
+        for sub in self.subscriptions.values():
+            if sub.matches(result.tenant, result.model, result.status):
+                targets.append((sub.url, sub.id))
+        if not targets:
             self.stats["skipped"] += 1
             self.metrics.skipped.inc()
             self.tracker.done(tp, offset, epoch)
             return
-        traceparent = child_traceparent(ensure_traceparent(header(msg.headers(), TRACEPARENT)))
-        body = msg.value() or b""
         _, ts_ms = msg.timestamp()
         produced = ts_ms / 1000 if ts_ms > 0 else time.time()
-        task = asyncio.create_task(
-            self._deliver(result.webhook_url, result.job_id, body, traceparent, produced)
-        )
-        self._tasks[task] = tp
-        task.add_done_callback(lambda t: self._on_delivered(t, tp, offset, epoch))
+        body = (msg.value() or b"").decode()
+        traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
+        source = _Source(tp, offset, epoch, len(targets))
+        for url, sub_id in targets:
+            delivery = Delivery(
+                job_id=result.job_id, url=url, subscription=sub_id, first_at=produced, body=body
+            )
+            self._dispatch(delivery, source, traceparent)
 
-    def _on_delivered(self, task: asyncio.Task[None], tp: TP, offset: int, epoch: int) -> None:
-        self._tasks.pop(task, None)
-        if not task.cancelled():
-            self.tracker.done(tp, offset, epoch)
-        self.metrics.in_flight.set(len(self._tasks))
-        self._wake.set()
-
-    async def _deliver(self, url: str, job_id: str, body: bytes, traceparent: str, produced: float) -> None:
-        extra = {"job_id": job_id, "traceparent": traceparent, "url": url}
-        last = ""
-        for attempt in range(1, self.settings.max_attempts + 1):
-            headers = signature_headers(self.key, job_id, body)
-            headers.update({"content-type": "application/json", TRACEPARENT: traceparent})
+    def _poll_retries(self) -> int:
+        messages = self.retries.consume(max(1, self._room()), 0)
+        held: set[TP] = set()
+        now = time.time()
+        for msg in messages:
+            if not _usable(msg):
+                continue
+            tp, offset = position(msg)
+            if tp in held:
+                continue
             try:
-                response = await self.client.post(url, content=body, headers=headers)
-                status = response.status_code
-                if 200 <= status < 300:
-                    self.metrics.attempts.labels("2xx").inc()
-                    self.metrics.deliveries.labels("delivered").inc()
-                    self.metrics.latency.observe(max(0.0, time.time() - produced))
-                    self.stats["delivered"] += 1
-                    log.debug("webhook delivered", extra={**extra, "attempt": attempt})
-                    return
-                self.metrics.attempts.labels(f"{status // 100}xx").inc()
-                last = f"HTTP {status}"
-                if status not in _RETRY_STATUSES and status < 500:
-                    break
-            except httpx.HTTPError as exc:
-                self.metrics.attempts.labels("error").inc()
-                last = f"{type(exc).__name__}: {exc}"
-            if attempt < self.settings.max_attempts:
-                log.info("webhook attempt %d failed: %s", attempt, last, extra=extra)
-                await asyncio.sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-        self.stats["failed"] += 1
-        self.metrics.deliveries.labels("failed").inc()
-        log.error("webhook delivery gave up: %s", last, extra={**extra, "attempts": attempt})
+                delivery = decode_delivery(msg.value())
+            except ContractError as exc:
+                self.stats["invalid"] += 1
+                log.error("undecodable record on retry topic at %s@%d: %s", tp, offset, exc)
+                self.tracker.done(tp, offset, self.tracker.add(tp, offset))
+                continue
+            wait = delivery.due_at - now
+            if wait > 0:  # not due: hold the partition at this record until it is
+                held.add(tp)
+                part = TopicPartition(tp[0], tp[1], offset)
+                self.retries.pause([part])
+                self.retries.seek(part)
+                self._due[tp] = time.monotonic() + wait
+                continue
+            source = _Source(tp, offset, self.tracker.add(tp, offset), 1)
+            self._dispatch(delivery, source, ensure_traceparent(header(msg.headers(), TRACEPARENT)))
+        return len(messages)
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        ready = [tp for tp, at in self._due.items() if at <= now]
+        for tp in ready:
+            del self._due[tp]
+            if not self._held:
+                self.retries.resume([TopicPartition(tp[0], tp[1])])
 
     def _backpressure(self) -> None:
-        full = len(self._tasks) >= self.settings.concurrency
-        if full != self._paused:
-            assignment = self.consumer.assignment()
-            if assignment:
-                (self.consumer.pause if full else self.consumer.resume)(assignment)
-            self._paused = full
+        full = len(self._tasks) >= self.settings.max_pending
+        if full == self._held:
+            return
+        self._held = full
+        for consumer in (self.results, self.retries):
+            parts = [p for p in consumer.assignment() if (p.topic, p.partition) not in self._due]
+            if parts:
+                (consumer.pause if full else consumer.resume)(parts)
+
+    # ---- delivery --------------------------------------------------------------------------
+
+    def _dispatch(self, delivery: Delivery, source: _Source, traceparent: str) -> None:
+        """Start an attempt now, or settle the delivery some other way (defer, dead-letter)."""
+        if delivery.url in self._disabled:
+            self._dead(delivery, source, traceparent, "endpoint_disabled", self._disabled[delivery.url])
+            return
+        if delivery.subscription is not None and delivery.subscription not in self.subscriptions:
+            self._dead(delivery, source, traceparent, "unknown_subscription", delivery.subscription)
+            return
+        try:
+            self.policy.check_url(delivery.url)
+        except ForbiddenUrlError as exc:
+            self._dead(delivery, source, traceparent, "forbidden_url", str(exc))
+            return
+        endpoint = self.endpoints.get(delivery.url)
+        if endpoint.full():
+            self._defer(delivery, source, traceparent, self.plan.tiers[0], "endpoint_busy")
+            return
+        endpoint.waiting += 1
+        task = asyncio.create_task(self._attempt(delivery, source, endpoint, traceparent))
+        self._tasks[task] = source
+        task.add_done_callback(self._on_task_done)
+        self.metrics.in_flight.set(len(self._tasks))
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(f"delivery task crashed: {task.exception()!r}")
+        self._wake.set()
+
+    async def _attempt(
+        self, delivery: Delivery, source: _Source, endpoint: Endpoint, traceparent: str
+    ) -> None:
+        child = child_traceparent(traceparent)
+        body = delivery.body.encode()
+        keys = self.sub_keys[delivery.subscription] if delivery.subscription else self.keys
+        try:
+            async with endpoint.slots:
+                # Checked once a slot is free: what came back while this delivery waited counts.
+                if delivery.url in self._disabled:
+                    self._dead(
+                        delivery, source, traceparent, "endpoint_disabled", self._disabled[delivery.url]
+                    )
+                    return
+                if not endpoint.breaker.allow():
+                    wait = max(endpoint.breaker.remaining_s(), self.plan.tiers[0])
+                    self._defer(delivery, source, traceparent, wait, "circuit_open")
+                    return
+                headers = signature_headers(keys, delivery.job_id, body)
+                headers.update({"content-type": "application/json", TRACEPARENT: child})
+                outcome = await self.poster.post(delivery.url, body, headers)
+        finally:
+            endpoint.waiting -= 1
+        now = time.time()
+        delivery.history.append(
+            Attempt(
+                attempt=delivery.attempt, at=now, status=outcome.status, error=outcome.error, ms=outcome.ms
+            )
+        )
+        self.metrics.attempts.labels(_attempt_class(outcome)).inc()
+        extra = {
+            "job_id": delivery.job_id,
+            "traceparent": child,
+            "url": delivery.url,
+            "attempt": delivery.attempt,
+        }
+        status = outcome.status
+        if status is not None and 200 <= status < 300:
+            endpoint.breaker.success()
+            self.stats["delivered"] += 1
+            self.metrics.deliveries.labels("delivered").inc()
+            self.metrics.latency.observe(max(0.0, now - delivery.first_at))
+            log.debug("webhook delivered", extra=extra)
+            self._settle(source)
+            return
+        if outcome.forbidden:
+            self._dead(delivery, source, traceparent, "forbidden_url", outcome.error or "")
+            return
+        if status == 410:
+            self._disabled[delivery.url] = f"answered 410 Gone at {now:.0f}"
+            log.warning("endpoint answered 410 Gone; disabled", extra=extra)
+            self._dead(delivery, source, traceparent, "endpoint_gone", "HTTP 410")
+            return
+        if status is None or status >= 500 or status == 429:
+            endpoint.breaker.failure()
+        self._retry(delivery, source, traceparent, outcome, extra)
+
+    def _retry(
+        self, delivery: Delivery, source: _Source, traceparent: str, outcome: Outcome, extra: dict[str, Any]
+    ) -> None:
+        what = f"HTTP {outcome.status}" if outcome.status is not None else (outcome.error or "error")
+        wait = self.plan.wait_before(delivery.attempt + 1)
+        if wait is None:
+            self._dead(delivery, source, traceparent, "attempts_exhausted", what)
+            return
+        if outcome.status in (429, 503):
+            asked = parse_retry_after(outcome.retry_after, time.time(), cap=self.plan.tiers[-1])
+            wait = asked if asked is not None else wait
+        log.info("webhook attempt failed (%s); next in %.1fs", what, wait, extra=extra)
+        delivery.attempt += 1
+        self.stats["retried"] += 1
+        self._defer(delivery, source, traceparent, wait, "retry")
+
+    def _defer(self, delivery: Delivery, source: _Source, traceparent: str, wait: float, reason: str) -> None:
+        """Hand the delivery to the retry tier that covers `wait`; settled once Kafka has it."""
+        delivery.due_at = time.time() + wait
+        if reason != "retry":
+            self.stats["deferred"] += 1
+        self.metrics.deferred.labels(reason).inc()
+        topic = self.plan.tier_topic(self.plan.tier_for(wait))
+        self._produce(topic, delivery, traceparent, source)
+
+    def _dead(self, delivery: Delivery, source: _Source, traceparent: str, reason: str, detail: str) -> None:
+        """Dead-letter the delivery with its history: loud, counted, and replayable."""
+        delivery.reason, delivery.detail = reason, detail[:2000]
+        self.stats["dead"] += 1
+        self.metrics.deliveries.labels("dead_lettered").inc()
+        self.metrics.dead.labels(reason).inc()
+        log.error(
+            "webhook delivery dead-lettered: %s (%s)",
+            reason,
+            detail,
+            extra={"job_id": delivery.job_id, "url": delivery.url, "attempts": len(delivery.history)},
+        )
+        self._produce(self.plan.dlq_topic, delivery, traceparent, source)
+
+    def _produce(self, topic: str, delivery: Delivery, traceparent: str, source: _Source) -> None:
+        def stored(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self._settle(source)
+            else:  # not settled: the source is redelivered after the restart
+                self._fail(f"delivery of job {delivery.job_id} not stored in {topic}: {err}")
+
+        value = delivery.encode()
+        while True:
+            try:
+                self.producer.produce(
+                    topic,
+                    value,
+                    delivery.job_id.encode(),
+                    headers=[(TRACEPARENT, traceparent.encode())],
+                    on_delivery=stored,
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _settle(self, source: _Source) -> None:
+        source.remaining -= 1
+        if source.remaining == 0:
+            self.tracker.done(source.tp, source.offset, source.epoch)
+
+    # ---- rebalance callbacks (run inside consume()) ----------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self.tracker.assign((p.topic, p.partition))
         consumer.incremental_assign(partitions)
-        if self._paused:
+        if self._held:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        self.producer.flush(10)
         self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
@@ -198,36 +433,59 @@ class Sink:
         gone = set(tps)
         for tp in tps:
             self.tracker.revoke(tp)
-        for task, tp in list(self._tasks.items()):
-            if tp in gone:
+            self._due.pop(tp, None)
+        for task, source in list(self._tasks.items()):
+            if source.tp in gone:
                 task.cancel()
 
 
-def create_sink(settings: SinkSettings, transport: httpx.AsyncBaseTransport | None = None) -> Sink:
-    """Build a Sink from settings; `transport` lets tests inject httpx.MockTransport."""
-    consumer = Consumer(
-        consumer_config(
-            settings,
-            settings.group_id,
-            **{
-                "session.timeout.ms": settings.session_timeout_ms,
-                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            },
+def _usable(msg: Message) -> bool:
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("consume error: %s", err)
+    return False
+
+
+def _attempt_class(outcome: Outcome) -> str:
+    if outcome.status is None:
+        return "forbidden" if outcome.forbidden else "error"
+    return f"{outcome.status // 100}xx"
+
+
+def delivery_topic_specs(settings: SinkSettings) -> list[TopicSpec]:
+    """The retry tiers (kept at least a week, or twice their delay) and the delivery DLQ."""
+    plan = RetryPlan.of(settings.retry_schedule, settings.deliveries_topic, settings.retry_jitter)
+    week_ms = 7 * 24 * 3600 * 1000
+    specs = [
+        TopicSpec(
+            plan.tier_topic(tier),
+            settings.results_partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(max(week_ms, int(2000 * tier)))},
         )
-    )
-    client = httpx.AsyncClient(
-        timeout=settings.timeout_s,
-        follow_redirects=False,
-        limits=httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        ),
-        headers={"user-agent": "sluice-sink/0.1"},
-        transport=transport,
-    )
+        for tier in plan.tiers
+    ]
+    specs.append(TopicSpec(plan.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": str(4 * week_ms)}))
+    return specs
+
+
+def create_sink(settings: SinkSettings, poster: Poster | None = None) -> Sink:
+    """Build a Sink with real Kafka clients (its topics ensured); `poster` can be injected."""
+    ensure_topics(settings, delivery_topic_specs(settings))
+    group_conf = {
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+    }
+    results = Consumer(consumer_config(settings, settings.group_id, **group_conf))
+    # A group of its own: balanced on its own, a sink never ends up with only retry partitions.
+    retries = Consumer(consumer_config(settings, f"{settings.group_id}.retry", **group_conf))
+    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
     metrics = SinkMetrics()
     if settings.metrics_port is not None:
         start_metrics_server(settings.metrics_port, metrics.registry)
-    return Sink(settings, consumer, client, metrics)
+    poster = poster or AiohttpPoster(settings.url_policy(), settings.timeout_s, settings.endpoint_concurrency)
+    return Sink(settings, results, retries, producer, poster, metrics)
 
 
 def run_sink(settings: SinkSettings) -> int:

@@ -6,6 +6,8 @@
     sluice submit-file FILE.jsonl  submit a file of jobs, reporting bad lines
     sluice worker                  run one worker (consumer-group member)
     sluice sink                    run the webhook sink
+    sluice dlq list|replay         dead letters of jobs or webhook deliveries (filters: job id,
+                                   endpoint, time range)
     sluice receiver                run a local webhook receiver that verifies signatures
 
 Settings come from SLUICE_* environment variables (see sluice/settings.py); flags override them.
@@ -24,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from sluice.errors import ContractError, SluiceError
+from sluice.errors import ContractError, PermanentError, SluiceError
 
 __all__ = ["main"]
 
@@ -120,20 +122,51 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from results_sink import run_sink
     from sluice.settings import SinkSettings
 
-    return run_sink(SinkSettings(**_overrides(args, ["group_id", "metrics_port", "webhook_secret"])))
+    overrides = _overrides(args, ["group_id", "metrics_port"])
+    if args.webhook_secret:
+        overrides["webhook_secrets"] = args.webhook_secret
+    return run_sink(SinkSettings(**overrides))
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     from results_sink import decode_secret, start_receiver
 
-    secret = args.webhook_secret or os.environ.get("SLUICE_SINK_WEBHOOK_SECRET", "")
-    receiver = start_receiver(decode_secret(secret), port=args.port)
+    secrets = (
+        args.webhook_secret
+        or (
+            os.environ.get("SLUICE_SINK_WEBHOOK_SECRETS") or os.environ.get("SLUICE_SINK_WEBHOOK_SECRET", "")
+        ).split()
+    )
+    receiver = start_receiver([decode_secret(s) for s in secrets], port=args.port)
     print(f"receiving on {receiver.url}; GET / for stats; Ctrl-C stops", flush=True)
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         receiver.stop()
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from results_sink.dlq import list_dlq, parse_filter, replay_dlq
+    from sluice.settings import SinkSettings
+
+    settings = SinkSettings()
+    flt = parse_filter(args.job_id, args.endpoint, args.since, args.until)
+    if args.action == "list":
+        entries = list_dlq(settings, args.kind, flt)
+    else:
+        if flt.empty() and not args.all:
+            print(
+                "error: replay needs a filter (--job-id, --endpoint, --since/--until) or --all",
+                file=sys.stderr,
+            )
+            return 2
+        entries = replay_dlq(settings, args.kind, flt, dry_run=args.dry_run)
+    for e in entries:
+        print(orjson.dumps(e.summary()).decode())
+    verb = "listed" if args.action == "list" else ("would replay" if args.dry_run else "replayed")
+    print(f"{verb} {len(entries)} {args.kind} dead letter(s)", file=sys.stderr)
     return 0
 
 
@@ -178,11 +211,21 @@ def _parser() -> argparse.ArgumentParser:
     k = add("sink", cmd_sink, "run the webhook sink")
     k.add_argument("--group-id")
     k.add_argument("--metrics-port", type=int)
-    k.add_argument("--webhook-secret")
+    k.add_argument("--webhook-secret", action="append", help="repeat while rotating: new first")
+
+    d = add("dlq", cmd_dlq, "list or replay dead letters (jobs or webhook deliveries)")
+    d.add_argument("action", choices=["list", "replay"])
+    d.add_argument("--kind", choices=["jobs", "deliveries"], default="deliveries")
+    d.add_argument("--job-id", action="append", help="repeatable")
+    d.add_argument("--endpoint", help="webhook URL (deliveries only)")
+    d.add_argument("--since", help="ISO time, e.g. 2026-11-23T08:00 (UTC unless an offset is given)")
+    d.add_argument("--until", help="ISO time")
+    d.add_argument("--all", action="store_true", help="replay without a filter")
+    d.add_argument("--dry-run", action="store_true")
 
     r = add("receiver", cmd_receiver, "run a local webhook receiver")
     r.add_argument("--port", type=int, default=8787)
-    r.add_argument("--webhook-secret")
+    r.add_argument("--webhook-secret", action="append")
     return p
 
 
@@ -199,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: invalid job ({exc.code}): {exc}", file=sys.stderr)
         return 2
     except SluiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, PermanentError) else 1
     finally:
         listener.stop()
 

@@ -67,7 +67,21 @@ class SinkMetrics:
         self.attempts = Counter(
             "sluice_sink_attempts", "HTTP attempts, by result class", ["result"], registry=r
         )
-        self.skipped = Counter("sluice_sink_skipped", "Results without a webhook URL", registry=r)
+        self.deferred = Counter(
+            "sluice_sink_deferred",
+            "Deliveries handed to a retry tier, by reason (retry, endpoint_busy, circuit_open)",
+            ["reason"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "sluice_sink_dead_lettered",
+            "Deliveries sent to the delivery DLQ, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "sluice_sink_skipped", "Results with no webhook and no subscription", registry=r
+        )
         self.in_flight = Gauge("sluice_sink_in_flight", "Deliveries in progress", registry=r)
         self.latency = Histogram(
             "sluice_sink_delivery_seconds",

@@ -9,17 +9,32 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sluice.urlpolicy import UrlPolicy
 
 __all__ = [
     "KafkaSettings",
     "ProducerSettings",
     "SinkSettings",
+    "Subscription",
     "WorkerSettings",
 ]
+
+
+def _split(value: Any) -> Any:
+    """Lists from the environment: a JSON array, or comma/space separated words."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import orjson
+
+            return orjson.loads(text)
+        return [w for w in text.replace(",", " ").split() if w]
+    return value
 
 
 def _shared(name: str) -> AliasChoices:
@@ -63,6 +78,23 @@ class KafkaSettings(BaseSettings):
     jobs_partitions: int = Field(12, ge=1, validation_alias=_shared("jobs_partitions"))
     results_partitions: int = Field(12, ge=1, validation_alias=_shared("results_partitions"))
     replication_factor: int = Field(1, ge=1, validation_alias=_shared("replication_factor"))
+    # Retry tiers and the dead-letter topic of webhook deliveries are named from this prefix.
+    deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
+
+    # Which webhook URLs may be submitted and called (sluice/urlpolicy.py); checked at submit
+    # (producer) and at every connection (sink), so both read the same variables.
+    webhook_allow_http: bool = Field(False, validation_alias=_shared("webhook_allow_http"))
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_shared("webhook_allowlist")
+    )
+
+    @field_validator("webhook_allowlist", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return _split(value)
+
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy(self.webhook_allow_http, tuple(self.webhook_allowlist))
 
     def child_env(self) -> dict[str, str]:
         """The variables that point a child `sluice` process at this cluster and these topics."""
@@ -72,6 +104,9 @@ class KafkaSettings(BaseSettings):
             "SLUICE_HIGH_TOPIC": self.high_topic,
             "SLUICE_RESULTS_TOPIC": self.results_topic,
             "SLUICE_DLQ_TOPIC": self.dlq_topic,
+            "SLUICE_DELIVERIES_TOPIC": self.deliveries_topic,
+            "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
+            "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
         }
 
     def client_config(self) -> dict[str, Any]:
@@ -143,18 +178,76 @@ class WorkerSettings(KafkaSettings):
     linger_ms: int = Field(5, ge=0)
 
 
+class Subscription(BaseModel):
+    """A static webhook subscription: every result matching the filters goes to `url`.
+
+    Empty filters match everything. `secrets` sign its deliveries (whsec_... form; several while
+    rotating); none: the sink's webhook_secrets.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    url: str
+    secrets: list[SecretStr] = Field(default_factory=list)
+    tenants: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    statuses: list[Literal["succeeded", "failed", "expired"]] = Field(default_factory=list)
+
+    def matches(self, tenant: str | None, model: str | None, status: str) -> bool:
+        return (
+            (not self.tenants or tenant in self.tenants)
+            and (not self.models or model in self.models)
+            and (not self.statuses or status in self.statuses)
+        )
+
+
 class SinkSettings(KafkaSettings):
     """Settings of the results sink (webhook delivery)."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_SINK_", extra="ignore", populate_by_name=True)
 
     group_id: str = "sluice-sink"
-    webhook_secret: SecretStr = SecretStr("")
-    max_attempts: int = Field(4, ge=1)
-    backoff_s: float = Field(0.5, ge=0.0)
+    # Signing secrets of per-job webhooks, whsec_<base64> (or plain text); while rotating, list the
+    # new and the old one: every delivery then carries a signature for each.
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "SLUICE_SINK_WEBHOOK_SECRETS", "SLUICE_SINK_WEBHOOK_SECRET", "webhook_secrets"
+        ),
+    )
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    # Delay before each attempt, in seconds: the first is immediate (Standard Webhooks' schedule).
+    retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    retry_jitter: float = Field(0.1, ge=0.0, lt=1.0)
     timeout_s: float = Field(15.0, gt=0.0)
-    concurrency: int = Field(64, ge=1)
+    # Per endpoint (scheme://host:port): connections at once, deliveries waiting in memory beyond
+    # those (more are deferred to the first retry tier), and the circuit breaker.
+    endpoint_concurrency: int = Field(16, ge=1)
+    endpoint_queue: int = Field(256, ge=1)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(30.0, gt=0.0)
+    # Deliveries in memory across all endpoints; above it the sink stops consuming for a while.
+    max_pending: int = Field(4096, ge=1)
+    batch_size: int = Field(512, ge=1)
+    # On SIGTERM: how long attempts in progress may take to finish before they are cancelled (a
+    # cancelled one is made again by whichever sink next owns its partition).
+    drain_timeout_s: float = Field(20.0, ge=0.0)
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     commit_interval_s: float = Field(1.0, ge=0.0)
     metrics_port: int | None = None
+
+    @field_validator("webhook_secrets", "retry_schedule", mode="before")
+    @classmethod
+    def _sink_words(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(d < 0 for d in value):
+            raise ValueError("retry_schedule needs at least one delay, none negative")
+        return value

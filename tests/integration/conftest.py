@@ -55,6 +55,9 @@ class Env:
             high_topic=f"{self.prefix}-jobs.high",
             results_topic=f"{self.prefix}-results",
             dlq_topic=f"{self.prefix}-dlq",
+            deliveries_topic=f"{self.prefix}-deliveries",
+            webhook_allow_http=True,
+            webhook_allowlist=["127.0.0.1/32"],
             jobs_partitions=self.partitions,
             results_partitions=self.partitions,
         )
@@ -70,8 +73,10 @@ class Env:
             "SLUICE_SINK_GROUP_ID": f"{self.prefix}-sink",
             "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
             "SLUICE_SINK_HEARTBEAT_INTERVAL_MS": "500",
-            "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
-            "SLUICE_SINK_BACKOFF_S": "0.2",
+            "SLUICE_SINK_WEBHOOK_SECRETS": SECRET,
+            "SLUICE_SINK_RETRY_SCHEDULE": "0,0.5,1,1,2",
+            "SLUICE_SINK_BREAKER_COOLDOWN_S": "1",
+            "SLUICE_SINK_COMMIT_INTERVAL_S": "0.2",
         }
         env.update(extra)
         return env

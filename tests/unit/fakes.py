@@ -1,4 +1,4 @@
-"""Fakes of the confluent-kafka Consumer and Producer, for unit tests of the worker loop.
+"""Fakes of the confluent-kafka Consumer and Producer, for unit tests of the worker and sink loops.
 
 They model only what the worker relies on: a queue of records per partition, rebalance callbacks
 fired from consume(), pause/resume, commits recorded in order, and delivery callbacks fired when
@@ -23,6 +23,7 @@ class FakeMessage:
     _key: bytes | None = None
     _headers: list[tuple[str, bytes]] = field(default_factory=list)
     _error: KafkaError | None = None
+    _timestamp_ms: int = 1_700_000_000_000
 
     def error(self) -> KafkaError | None:
         return self._error
@@ -46,7 +47,7 @@ class FakeMessage:
         return self._headers
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
+        return (1, self._timestamp_ms)
 
 
 class FakeConsumer:
@@ -62,10 +63,20 @@ class FakeConsumer:
         self.pending_events: list[tuple[str, list[tuple[str, int]]]] = []
         self.closed = False
 
-    def add(self, topic: str, partition: int, value: bytes | None, key: bytes | None = None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes | None,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         tp = (topic, partition)
         queue = self.records.setdefault(tp, [])
-        queue.append(FakeMessage(topic, partition, len(queue), value, key))
+        message = FakeMessage(topic, partition, len(queue), value, key)
+        if timestamp_ms is not None:
+            message._timestamp_ms = timestamp_ms
+        queue.append(message)
 
     def rebalance(self, kind: str, tps: list[tuple[str, int]]) -> None:
         """Schedule an assign/revoke/lost event, delivered inside the next consume()."""
@@ -104,6 +115,9 @@ class FakeConsumer:
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.paused -= {(p.topic, p.partition) for p in partitions}
+
+    def seek(self, part: TopicPartition) -> None:
+        self.positions[(part.topic, part.partition)] = part.offset
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
         self.commits.append({(p.topic, p.partition): p.offset for p in offsets})

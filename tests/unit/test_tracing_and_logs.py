@@ -77,11 +77,13 @@ def test_settings_read_environment_and_hide_secrets(monkeypatch: object) -> None
     mp.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092")  # type: ignore[attr-defined]
     mp.setenv("SLUICE_JOBS_TOPIC", "my-jobs")  # type: ignore[attr-defined]
     mp.setenv("SLUICE_WORKER_BATCH_SIZE", "17")  # type: ignore[attr-defined]
-    mp.setenv("SLUICE_SINK_WEBHOOK_SECRET", "hunter2")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_SINK_WEBHOOK_SECRETS", "hunter2 whsec_b2xkLXNlY3JldA==")  # type: ignore[attr-defined]
+    mp.setenv("SLUICE_WEBHOOK_ALLOWLIST", "10.0.0.0/8, hooks.internal")  # type: ignore[attr-defined]
     mp.setenv("SLUICE_SASL_PASSWORD", "pw-secret")  # type: ignore[attr-defined]
     w = WorkerSettings()
     assert (w.bootstrap_servers, w.jobs_topic, w.batch_size) == ("k1:9092", "my-jobs", 17)
     s = SinkSettings()
-    assert s.webhook_secret.get_secret_value() == "hunter2"
-    assert "hunter2" not in repr(s) and "pw-secret" not in repr(s)
+    assert [k.get_secret_value() for k in s.webhook_secrets] == ["hunter2", "whsec_b2xkLXNlY3JldA=="]
+    assert s.webhook_allowlist == ["10.0.0.0/8", "hooks.internal"]
+    assert "hunter2" not in repr(s) and "pw-secret" not in repr(s) and "b2xk" not in repr(s)
     assert s.client_config()["sasl.password"] == "pw-secret"

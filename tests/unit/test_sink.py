@@ -1,0 +1,264 @@
+"""The sink's delivery logic on fakes: FakeConsumer/FakeProducer for Kafka, FakePoster for HTTP.
+
+No broker and no network; tests/integration/test_delivery.py runs the same paths for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from results_sink.deliveries import Attempt, Delivery, decode_delivery
+from results_sink.http import Outcome
+from results_sink.sink import Sink
+from sluice.contract import Result, encode
+from sluice.metrics import SinkMetrics
+from sluice.settings import SinkSettings, Subscription
+from tests.unit.fakes import FakeConsumer, FakeProducer
+from tests.webhook_spec import spec_valid
+
+SECRET = "whsec_c2x1aWNlLXVuaXQtdGVzdA=="
+SUB_SECRET = "whsec_c3Vic2NyaXB0aW9uLXNlY3JldA=="
+RESULTS = "results"
+
+
+@dataclass
+class Call:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class FakePoster:
+    """Fake HTTP: answers per URL from a script (last entry repeats); can hold a URL's requests."""
+
+    script: dict[str, list[Outcome]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        self.calls.append(Call(url, body, headers))
+        gate = self.gates.get(url)
+        if gate is not None:
+            await gate.wait()
+        answers = self.script.get(url, [Outcome(204)])
+        seen = sum(1 for c in self.calls if c.url == url)
+        return answers[min(seen, len(answers)) - 1]
+
+    async def close(self) -> None:
+        pass
+
+    def to(self, url: str) -> list[Call]:
+        return [c for c in self.calls if c.url == url]
+
+
+def result(job_id: str, url: str | None, tenant: str | None = None, model: str = "m") -> bytes:
+    return encode(
+        Result(job_id=job_id, status="succeeded", model=model, output="hi", tenant=tenant, webhook_url=url)
+    )
+
+
+def make_sink(
+    poster: FakePoster, **overrides: object
+) -> tuple[Sink, FakeConsumer, FakeConsumer, FakeProducer]:
+    fields: dict[str, object] = {
+        "results_topic": RESULTS,
+        "deliveries_topic": "dl",
+        "webhook_secrets": [SECRET],
+        "retry_schedule": [0, 1, 5],
+        "retry_jitter": 0.0,
+        "commit_interval_s": 0.0,
+    }
+    settings = SinkSettings(**{**fields, **overrides})  # type: ignore[arg-type]
+    results, retries, producer = FakeConsumer(), FakeConsumer(), FakeProducer()
+    sink = Sink(settings, results, retries, producer, poster, SinkMetrics())  # type: ignore[arg-type]
+    results.rebalance("assign", [(RESULTS, 0)])
+    retries.rebalance("assign", [(t, 0) for t in sink.plan.tier_topics])
+    return sink, results, retries, producer
+
+
+def run_until(sink: Sink, done: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def main() -> None:
+        runner = asyncio.create_task(sink.run())
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        sink.stop()
+        await runner
+
+    asyncio.run(main())
+    assert done(), "condition not reached"
+
+
+def produced(producer: FakeProducer, topic: str) -> list[Delivery]:
+    return [decode_delivery(p.value) for p in producer.acked if p.topic == topic]
+
+
+def test_delivers_signed_per_spec_and_commits() -> None:
+    poster = FakePoster()
+    sink, results, _, _ = make_sink(poster)
+    results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
+    (call,) = poster.calls
+    assert call.headers["webhook-id"] == "job-1"
+    assert spec_valid(SECRET, call.headers, call.body)
+    assert call.headers["content-type"] == "application/json"
+    assert sink.stats["delivered"] == 1
+
+
+def test_rotation_signs_with_every_active_secret() -> None:
+    new = "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24="
+    poster = FakePoster()
+    sink, results, _, _ = make_sink(poster, webhook_secrets=[new, SECRET])
+    results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
+    run_until(sink, lambda: len(poster.calls) == 1)
+    headers, body = poster.calls[0].headers, poster.calls[0].body
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert spec_valid(new, headers, body) and spec_valid(SECRET, headers, body)
+
+
+def test_failed_attempt_goes_to_the_first_retry_tier_with_history_and_the_source_is_committed() -> None:
+    poster = FakePoster({"https://a.example/hook": [Outcome(500)]})
+    sink, results, _, producer = make_sink(poster)
+    results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
+    before = time.time()
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
+    (retry,) = produced(producer, "dl.retry.1s")
+    assert retry.attempt == 2 and retry.job_id == "job-1"
+    assert [(a.attempt, a.status) for a in retry.history] == [(1, 500)]
+    assert before + 1 <= retry.due_at <= time.time() + 1
+
+
+def test_a_due_retry_record_is_attempted_and_a_future_one_holds_its_partition() -> None:
+    poster = FakePoster()
+    sink, _, retries, _ = make_sink(poster)
+    due = Delivery(job_id="due", url="https://a.example/hook", attempt=2, due_at=time.time() - 1, body="{}")
+    later = Delivery(
+        job_id="later", url="https://a.example/hook", attempt=2, due_at=time.time() + 0.6, body="{}"
+    )
+    retries.add("dl.retry.1s", 0, due.encode())
+    retries.add("dl.retry.1s", 0, later.encode())
+    start = time.monotonic()
+    run_until(sink, lambda: retries.committed_offset(("dl.retry.1s", 0)) == 2)
+    assert [c.headers["webhook-id"] for c in poster.calls] == ["due", "later"]
+    assert time.monotonic() - start >= 0.5  # "later" waited for its due time
+
+
+def test_retry_after_is_honoured_for_429() -> None:
+    poster = FakePoster({"https://a.example/hook": [Outcome(429, retry_after="4")]})
+    sink, results, _, producer = make_sink(poster)
+    results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
+    (retry,) = produced(producer, "dl.retry.5s")  # smallest tier covering 4 s
+    assert 3.5 <= retry.due_at - retry.history[0].at <= 4.5
+
+
+def test_last_attempt_dead_letters_with_the_whole_history() -> None:
+    poster = FakePoster({"https://a.example/hook": [Outcome(503)]})
+    sink, _, retries, producer = make_sink(poster)
+    last = Delivery(job_id="j", url="https://a.example/hook", attempt=3, body="{}")
+    last.history = [Attempt(attempt=1, at=1.0, status=500), Attempt(attempt=2, at=2.0, error="timeout")]
+    retries.add("dl.retry.5s", 0, last.encode())
+    run_until(sink, lambda: bool(produced(producer, "dl.dlq")))
+    (dead,) = produced(producer, "dl.dlq")
+    assert dead.reason == "attempts_exhausted" and dead.detail == "HTTP 503"
+    assert [a.attempt for a in dead.history] == [1, 2, 3]
+
+
+def test_410_disables_the_endpoint() -> None:
+    url = "https://gone.example/hook"
+    poster = FakePoster({url: [Outcome(410)]})
+    sink, results, _, producer = make_sink(poster, endpoint_concurrency=1)
+    results.add(RESULTS, 0, result("j1", url))
+    results.add(RESULTS, 0, result("j2", url))
+    run_until(sink, lambda: len(produced(producer, "dl.dlq")) == 2)
+    assert len(poster.to(url)) == 1
+    assert [d.reason for d in produced(producer, "dl.dlq")] == ["endpoint_gone", "endpoint_disabled"]
+
+
+def test_forbidden_url_is_dead_lettered_without_a_request() -> None:
+    poster = FakePoster()
+    sink, results, _, producer = make_sink(poster)
+    results.add(RESULTS, 0, result("j1", "https://169.254.169.254/latest/meta-data"))
+    run_until(sink, lambda: bool(produced(producer, "dl.dlq")))
+    assert produced(producer, "dl.dlq")[0].reason == "forbidden_url"
+
+
+def test_slow_endpoint_does_not_hold_up_another_and_overflow_is_deferred() -> None:
+    slow, fast = "https://slow.example/h", "https://fast.example/h"
+    poster = FakePoster(gates={slow: asyncio.Event()})
+    sink, results, _, producer = make_sink(
+        poster, endpoint_concurrency=2, endpoint_queue=3, drain_timeout_s=0.1
+    )
+    for i in range(10):
+        results.add(RESULTS, 0, result(f"s{i}", slow))
+    for i in range(5):
+        results.add(RESULTS, 0, result(f"f{i}", fast))
+    run_until(sink, lambda: len(poster.to(fast)) == 5 and len(produced(producer, "dl.retry.1s")) == 5)
+    assert len(poster.to(slow)) == 2  # its connection limit; 3 more wait, 5 went to the retry tier
+    assert {d.job_id for d in produced(producer, "dl.retry.1s")} == {f"s{i}" for i in range(5, 10)}
+    assert results.committed_offset((RESULTS, 0)) is None  # s0.. are not settled yet
+    poster.gates[slow].set()
+
+
+def test_breaker_opens_after_consecutive_failures_and_defers_without_requests() -> None:
+    url = "https://down.example/h"
+    poster = FakePoster({url: [Outcome(None, error="connect failed")]})
+    sink, results, _, producer = make_sink(
+        poster, breaker_failures=3, endpoint_concurrency=1, breaker_cooldown_s=60
+    )
+    for i in range(6):
+        results.add(RESULTS, 0, result(f"j{i}", url))
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 6)
+    assert len(poster.to(url)) == 3
+    assert sink.metrics.deferred.labels("circuit_open")._value.get() == 3
+    open_deferred = [d for d in produced(producer, "dl.retry.5s") if not d.history]
+    assert len(open_deferred) == 3 and all(d.attempt == 1 for d in open_deferred)  # no attempt used
+
+
+def test_subscriptions_get_matching_results_signed_with_their_own_secret() -> None:
+    sub = Subscription(id="billing", url="https://billing.example/in", secrets=[SUB_SECRET], tenants=["acme"])
+    poster = FakePoster()
+    sink, results, _, _ = make_sink(poster, subscriptions=[sub])
+    results.add(RESULTS, 0, result("mine", None, tenant="acme"))
+    results.add(RESULTS, 0, result("other", None, tenant="globex"))
+    results.add(RESULTS, 0, result("both", "https://a.example/hook", tenant="acme"))
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 3)
+    to_sub = poster.to("https://billing.example/in")
+    assert [c.headers["webhook-id"] for c in to_sub] == ["mine", "both"]
+    assert all(spec_valid(SUB_SECRET, c.headers, c.body) for c in to_sub)
+    assert not spec_valid(SECRET, to_sub[0].headers, to_sub[0].body)
+    assert [c.headers["webhook-id"] for c in poster.to("https://a.example/hook")] == ["both"]
+    assert sink.stats["skipped"] == 1
+
+
+def test_a_record_that_cannot_be_stored_stops_the_sink_uncommitted() -> None:
+    poster = FakePoster({"https://a.example/hook": [Outcome(500)]})
+    sink, results, _, producer = make_sink(poster)
+    producer.auto_ack = False
+    results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
+
+    async def main() -> int:
+        runner = asyncio.create_task(sink.run())
+        while not producer.unacked:
+            await asyncio.sleep(0.01)
+        from confluent_kafka import KafkaError
+
+        producer.fail(KafkaError(KafkaError._MSG_TIMED_OUT))
+        return await runner
+
+    assert asyncio.run(main()) == 1
+    assert results.committed_offset((RESULTS, 0)) is None
+
+
+@pytest.mark.parametrize("bad", [b"not json", b'{"v": 1}'])
+def test_undecodable_results_are_reported_and_skipped(bad: bytes) -> None:
+    sink, results, _, _ = make_sink(FakePoster())
+    results.add(RESULTS, 0, bad)
+    run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
+    assert sink.stats["invalid"] == 1
