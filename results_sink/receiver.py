@@ -28,6 +28,7 @@ class Receiver:
     counts: Counter[str] = field(default_factory=Counter)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     traceparents: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, tuple[dict[str, str], bytes]] = field(default_factory=dict)  # last headers, body
     first_received: dict[str, float] = field(default_factory=dict)  # time.time() of the first 2xx
     rejected: int = 0  # requests answered with fail_status
     bad_signatures: int = 0
@@ -89,6 +90,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             msg_id = self.headers["webhook-id"]
             with receiver.lock:
                 receiver.counts[msg_id] += 1
+                receiver.raw[msg_id] = (dict(self.headers.items()), body)
                 receiver.first_received.setdefault(msg_id, time.time())
                 receiver.bodies[msg_id] = orjson.loads(body)
                 receiver.traceparents[msg_id] = self.headers.get("traceparent", "")
