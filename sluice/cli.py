@@ -6,6 +6,7 @@
     sluice submit-file FILE.jsonl  submit a file of jobs, reporting bad lines
     sluice worker                  run one worker (consumer-group member)
     sluice sink                    run the webhook sink
+    sluice api                     GET /v1/jobs/{id} (result, pending or 404; ?wait= long-polls)
     sluice dlq list|replay         dead letters of jobs or webhook deliveries (filters: job id,
                                    endpoint, time range)
     sluice receiver                run a local webhook receiver that verifies signatures
@@ -147,6 +148,13 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from results_sink.api import run_api
+    from sluice.settings import ApiSettings
+
+    return run_api(ApiSettings(**_overrides(args, ["host", "port", "store_path"])))
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from results_sink.dlq import list_dlq, parse_filter, replay_dlq
     from sluice.settings import SinkSettings
@@ -212,6 +220,11 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--group-id")
     k.add_argument("--metrics-port", type=int)
     k.add_argument("--webhook-secret", action="append", help="repeat while rotating: new first")
+
+    a = add("api", cmd_api, "serve GET /v1/jobs/{id} from a local store of the results topic")
+    a.add_argument("--host")
+    a.add_argument("--port", type=int)
+    a.add_argument("--store-path", type=Path)
 
     d = add("dlq", cmd_dlq, "list or replay dead letters (jobs or webhook deliveries)")
     d.add_argument("action", choices=["list", "replay"])

@@ -108,6 +108,5 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
         root.removeHandler(old)
     root.addHandler(_NoPrepareQueueHandler(log_queue))
     root.setLevel(level.upper())
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
     listener.start()
     return listener

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sluice.urlpolicy import UrlPolicy
 
 __all__ = [
+    "ApiSettings",
     "KafkaSettings",
     "ProducerSettings",
     "SinkSettings",
@@ -176,6 +178,17 @@ class WorkerSettings(KafkaSettings):
     metrics_port: int | None = None
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(5, ge=0)
+
+
+class ApiSettings(KafkaSettings):
+    """Settings of `sluice api` (GET /v1/jobs/{id} from the local result store)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_API_", extra="ignore", populate_by_name=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    store_path: Path = Path(".cache/result-store.db")
+    max_wait_s: float = Field(60.0, ge=0.0)
 
 
 class Subscription(BaseModel):

@@ -1,0 +1,205 @@
+"""The result store: a local SQLite view of the compacted results topic (and of submitted job ids).
+
+Like a Kafka Streams global table, every API replica reads every partition itself (assign, no
+group) and keeps its own copy. The view and the offsets it has applied are written in one SQLite
+transaction per batch, so a restart resumes where it stopped; a deleted file is rebuilt from the
+topics (results are compacted and keyed by job id, so the topic is the source of truth).
+
+Job ids seen on the jobs topics make "pending" answers possible for jobs not yet finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from sluice.kafka import position
+from sluice.settings import KafkaSettings
+
+__all__ = ["ResultStore", "StoreFollower"]
+
+log = logging.getLogger("sluice.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, submitted_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT, partition INTEGER, next INTEGER, PRIMARY KEY (topic, partition)
+);
+"""
+
+
+class ResultStore:
+    """The SQLite file and the futures of long-polling readers."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        rows = self.db.execute("SELECT topic, partition, next FROM offsets").fetchall()
+        return {(t, p): n for t, p, n in rows}
+
+    def result(self, job_id: str) -> bytes | None:
+        row = self.db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def submitted(self, job_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM results").fetchone()[0])
+
+    def apply(
+        self,
+        results: list[tuple[str, str, bytes]],
+        jobs: list[tuple[str, int]],
+        offsets: dict[tuple[str, int], int],
+    ) -> None:
+        """Write one batch and the offsets after it atomically; wake readers waiting on those ids."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO results VALUES (?, ?, ?) ON CONFLICT(job_id) DO UPDATE "
+                "SET status = excluded.status, body = excluded.body",
+                results,
+            )
+            self.db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?)", jobs)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)",
+                [(t, p, n) for (t, p), n in offsets.items()],
+            )
+        for job_id, _, body in results:
+            for future in self._waiters.pop(job_id, []):
+                if not future.done():
+                    future.set_result(body)
+
+    async def wait_for(self, job_id: str, timeout: float) -> bytes | None:
+        """The result once it is stored, or None after `timeout` seconds."""
+        found = self.result(job_id)
+        if found is not None or timeout <= 0:
+            return found
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[job_id].append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return self.result(job_id)
+        finally:
+            waiting = self._waiters.get(job_id)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiters[job_id]
+
+
+class StoreFollower:
+    """Reads the results and jobs topics into a ResultStore, from where it last stopped."""
+
+    def __init__(self, settings: KafkaSettings, store: ResultStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.consumer = Consumer(
+            {
+                **settings.client_config(),
+                "group.id": f"sluice-store-{uuid.uuid4().hex[:8]}",  # never commits; offsets live in SQLite
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        self.caught_up = False
+        self._targets: dict[tuple[str, int], int] = {}
+
+    def start(self) -> None:
+        topics = [self.settings.results_topic, self.settings.jobs_topic, self.settings.high_topic]
+        saved = self.store.offsets()
+        parts = []
+        for topic in topics:
+            meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                log.warning("topic %s not found; not following it", topic)
+                continue
+            for p in meta.partitions:
+                tp = (topic, p)
+                parts.append(TopicPartition(topic, p, saved.get(tp, 0)))
+                if topic == self.settings.results_topic:
+                    low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    if high > max(low, saved.get(tp, 0)):
+                        self._targets[tp] = high
+        self.consumer.assign(parts)
+        self.caught_up = not self._targets
+        log.info("store following", extra={"partitions": len(parts), "resumed": bool(saved)})
+
+    def step(self, max_messages: int = 1000) -> int:
+        """Apply what the consumer has now; returns how many records it read."""
+        messages = self.consumer.consume(max_messages, 0)
+        results: list[tuple[str, str, bytes]] = []
+        jobs: list[tuple[str, int]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            tp, offset = position(msg)
+            offsets[tp] = offset + 1
+            key = msg.key()
+            if key is None:
+                continue
+            job_id = key.decode("utf-8", "replace")
+            if tp[0] == self.settings.results_topic:
+                self._result(msg, job_id, results)
+            else:
+                _, ts = msg.timestamp()
+                jobs.append((job_id, ts))
+        if offsets:
+            self.store.apply(results, jobs, offsets)
+            self._progress(offsets)
+        return len(messages)
+
+    def _result(self, msg: Message, job_id: str, out: list[tuple[str, str, bytes]]) -> None:
+        body = msg.value()
+        if body is None:  # a tombstone: compaction will drop the key; so do we
+            self.store.db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+            return
+        try:
+            status = str(orjson.loads(body).get("status", "unknown"))
+        except (orjson.JSONDecodeError, AttributeError):
+            log.error("undecodable result for %s at %s", job_id, position(msg))
+            return
+        out.append((job_id, status, body))
+
+    def _progress(self, offsets: dict[tuple[str, int], int]) -> None:
+        if self.caught_up:
+            return
+        for tp, nxt in offsets.items():
+            if tp in self._targets and nxt >= self._targets[tp]:
+                del self._targets[tp]
+        if not self._targets:
+            self.caught_up = True
+            log.info("store caught up", extra={"results": self.store.count()})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.step() == 0:
+                await asyncio.sleep(0.02)
+            else:
+                await asyncio.sleep(0)
+
+    def close(self) -> None:
+        self.consumer.close()

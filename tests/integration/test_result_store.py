@@ -1,0 +1,80 @@
+"""`sluice api` on the real broker: results, pending jobs, 404, long-poll, and a rebuild from the
+topic after the store file is deleted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from confluent_kafka import Producer
+
+from sluice.broker import free_port
+from sluice.contract import Job, Result, encode
+from tests.integration.conftest import Env, Procs, wait_until
+
+
+def produce(env: Env, topic: str, records: list[tuple[str, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": env.bootstrap})
+    for key, value in records:
+        producer.produce(topic, value, key.encode())
+    assert producer.flush(10) == 0
+
+
+def result(job_id: str, output: str) -> bytes:
+    return encode(Result(job_id=job_id, status="succeeded", model="m", output=output))
+
+
+def start_api(procs: Procs, env: Env, port: int, db: Path) -> None:
+    procs.start(
+        "api", ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(db)], env.environ()
+    )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 60, "the api to catch up")
+
+
+def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, tmp_path: Path) -> None:
+    s = env.settings
+    produce(env, s.results_topic, [(f"r-{i}", result(f"r-{i}", f"answer {i}")) for i in range(50)])
+    produce(env, s.results_topic, [("r-7", result("r-7", "the newer answer"))])  # last one wins
+    produce(env, s.jobs_topic, [("p-1", encode(Job(job_id="p-1", model="m", prompt="hi")))])
+    port, db = free_port(), tmp_path / "store.db"
+    start_api(procs, env, port, db)
+    base = f"http://127.0.0.1:{port}/v1/jobs"
+
+    got = httpx.get(f"{base}/r-3").json()
+    assert (got["status"], got["result"]["output"]) == ("succeeded", "answer 3")
+    assert httpx.get(f"{base}/r-7").json()["result"]["output"] == "the newer answer"
+    wait_until(lambda: httpx.get(f"{base}/p-1").json().get("status") == "pending", 30, "p-1 pending")
+    missing = httpx.get(f"{base}/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    bad = httpx.get(f"{base}/p-1", params={"wait": "forever"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_wait"
+
+    answers: list[dict[str, object]] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(httpx.get(f"{base}/p-1?wait=30", timeout=40).json())
+    )
+    poll.start()
+    wait_until(lambda: True, 0.5, "")  # give the request time to start waiting
+    produce(env, s.results_topic, [("p-1", result("p-1", "late answer"))])
+    poll.join(45)
+    assert answers and answers[0]["status"] == "succeeded"
+
+    # Killed, its file deleted: the restarted api rebuilds the same view from the topics.
+    procs.procs[-1].send_signal(signal.SIGKILL)
+    procs.procs[-1].wait(10)
+    for f in tmp_path.glob("store.db*"):
+        f.unlink()
+    start_api(procs, env, port, db)
+    assert httpx.get(f"{base}/r-7").json()["result"]["output"] == "the newer answer"
+    assert httpx.get(f"{base}/p-1").json()["result"]["output"] == "late answer"
+    assert httpx.get(f"{base}/r-49").json()["status"] == "succeeded"
