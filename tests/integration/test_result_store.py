@@ -59,15 +59,22 @@ def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, t
     bad = httpx.get(f"{base}/p-1", params={"wait": "forever"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_wait"
 
-    answers: list[dict[str, object]] = []
-    poll = threading.Thread(
-        target=lambda: answers.append(httpx.get(f"{base}/p-1?wait=30", timeout=40).json())
-    )
+    answers: list[tuple[float, dict[str, object]]] = []
+
+    def long_poll() -> None:
+        body = httpx.get(f"{base}/p-1?wait=30", timeout=40).json()
+        answers.append((time.monotonic(), body))
+
+    sent = time.monotonic()
+    poll = threading.Thread(target=long_poll)
     poll.start()
-    wait_until(lambda: True, 0.5, "")  # give the request time to start waiting
+    time.sleep(0.5)  # let the request reach the server and start waiting
     produce(env, s.results_topic, [("p-1", result("p-1", "late answer"))])
+    produced = time.monotonic()
     poll.join(45)
-    assert answers and answers[0]["status"] == "succeeded"
+    # One request, sent while the job was pending, answered with the result produced after it.
+    ((answered, body),) = answers
+    assert sent < produced < answered and body["status"] == "succeeded"
 
     # Killed, its file deleted: the restarted api rebuilds the same view from the topics.
     procs.procs[-1].send_signal(signal.SIGKILL)
