@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import consumers, patterns, plumbing
+from bench import consumers, http_clients, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +83,18 @@ def main() -> None:
             "rounds each.",
             "| setup | jobs | rounds | best |\n| --- | --- | --- | --- |",
             plumbing.main,
+        ),
+        (
+            "Webhook delivery (bench/sink.py)",
+            sink.__doc__ or "",
+            "| measure | result | notes |\n| --- | --- | --- |",
+            sink.main,
+        ),
+        (
+            "Sink HTTP client (bench/http_clients.py)",
+            http_clients.__doc__ or "",
+            "| client | requests | rounds | best |\n| --- | --- | --- | --- |",
+            http_clients.main,
         ),
         (
             "Sink consumer client (bench/consumers.py)",

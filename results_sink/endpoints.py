@@ -1,15 +1,18 @@
-"""Per-endpoint isolation: a connection limit, a bounded wait line and a circuit breaker for each
-endpoint (scheme://host:port), so one slow or failing receiver never holds up the others."""
+"""Per-endpoint isolation: a connection limit, a wait line and a circuit breaker for each endpoint
+(scheme://host:port), so one slow or failing receiver never holds up the others."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = ["Breaker", "Endpoint", "Endpoints", "endpoint_key"]
+
+T = TypeVar("T")
 
 
 def endpoint_key(url: str) -> str:
@@ -70,36 +73,43 @@ class Breaker:
             self._probing = False
 
 
-class Endpoint:
-    """One receiver's limits: at most `concurrency` requests at once, `queue` more waiting."""
+class Endpoint(Generic[T]):
+    """One receiver: at most `concurrency` requests at once; the rest wait in `line`, in order.
 
-    def __init__(self, key: str, concurrency: int, queue: int, breaker: Breaker) -> None:
+    The sink moves a line out to a retry tier when its oldest entry has waited too long, so a
+    slow receiver holds memory (and other receivers' turn) for a bounded time only.
+    """
+
+    def __init__(self, key: str, concurrency: int, breaker: Breaker) -> None:
         self.key = key
-        self.queue = queue
-        self.slots = asyncio.Semaphore(concurrency)
-        self.breaker = breaker
-        self.waiting = 0  # admitted deliveries not yet finished (in a request or waiting for a slot)
         self.concurrency = concurrency
+        self.breaker = breaker
+        self.active = 0
+        self.line: deque[tuple[float, T]] = deque()  # (monotonic time queued, item)
 
-    def full(self) -> bool:
-        return self.waiting >= self.concurrency + self.queue
+    def oldest_wait_s(self, now: float) -> float:
+        return now - self.line[0][0] if self.line else 0.0
 
 
-class Endpoints:
+class Endpoints(Generic[T]):
     """Endpoint state by key, created on first use."""
 
-    def __init__(self, concurrency: int, queue: int, threshold: int, cooldown_s: float) -> None:
-        self._limits = (concurrency, queue, threshold, cooldown_s)
-        self._by_key: dict[str, Endpoint] = {}
+    def __init__(self, concurrency: int, threshold: int, cooldown_s: float) -> None:
+        self._limits = (concurrency, threshold, cooldown_s)
+        self._by_key: dict[str, Endpoint[T]] = {}
 
-    def get(self, url: str) -> Endpoint:
+    def get(self, url: str) -> Endpoint[T]:
         key = endpoint_key(url)
         found = self._by_key.get(key)
         if found is None:
-            concurrency, queue, threshold, cooldown_s = self._limits
-            found = Endpoint(key, concurrency, queue, Breaker(threshold, cooldown_s))
+            concurrency, threshold, cooldown_s = self._limits
+            found = Endpoint(key, concurrency, Breaker(threshold, cooldown_s))
             self._by_key[key] = found
         return found
+
+    def waiting(self) -> list[Endpoint[T]]:
+        """Endpoints with deliveries in their line."""
+        return [e for e in self._by_key.values() if e.line]
 
     def open_count(self) -> int:
         return sum(1 for e in self._by_key.values() if e.breaker.state is not BreakerState.CLOSED)

@@ -59,6 +59,15 @@ class _Source:
     remaining: int
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A delivery waiting in its endpoint's line or in a request."""
+
+    delivery: Delivery
+    source: _Source
+    traceparent: str
+
+
 class Sink:
     """Webhook delivery from the results topic and the retry tiers (see the module docstring)."""
 
@@ -87,16 +96,14 @@ class Sink:
             for s in settings.subscriptions
         }
         self.policy = settings.url_policy()
-        self.endpoints = Endpoints(
-            settings.endpoint_concurrency,
-            settings.endpoint_queue,
-            settings.breaker_failures,
-            settings.breaker_cooldown_s,
+        self.endpoints: Endpoints[_Pending] = Endpoints(
+            settings.endpoint_concurrency, settings.breaker_failures, settings.breaker_cooldown_s
         )
         self.tracker = OffsetTracker()
         consumers = {settings.results_topic: results, **dict.fromkeys(self.plan.tier_topics, retries)}
         self.committer = Committer(self.tracker, consumers, settings.commit_interval_s)
-        self._tasks: dict[asyncio.Task[None], _Source] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[_Pending, Endpoint[_Pending]]] = {}
+        self._pending = 0  # deliveries in endpoint lines or in requests
         self._disabled: dict[str, str] = {}  # url -> why (410 Gone)
         self._due: dict[TP, float] = {}  # retry partitions held until their head record is due
         self._held = False  # consumption paused because max_pending deliveries are in memory
@@ -126,6 +133,7 @@ class Sink:
             while not self._stopping and self._fatal is None:
                 polled = self._poll_results() + self._poll_retries()
                 self._release_due()
+                self._sweep()
                 self.producer.poll(0)
                 self.committer.maybe_commit()
                 self._backpressure()
@@ -144,7 +152,7 @@ class Sink:
     async def _idle(self) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), 0.05)
+            await asyncio.wait_for(self._wake.wait(), self.settings.idle_poll_s)
 
     async def _drain(self) -> None:
         for consumer in (self.results, self.retries):
@@ -167,7 +175,7 @@ class Sink:
     # ---- intake ----------------------------------------------------------------------------
 
     def _room(self) -> int:
-        return max(0, min(self.settings.batch_size, self.settings.max_pending - len(self._tasks)))
+        return max(0, min(self.settings.batch_size, self.settings.max_pending - self._pending))
 
     def _poll_results(self) -> int:
         messages = self.results.consume(max(1, self._room()), 0)
@@ -247,7 +255,7 @@ class Sink:
                 self.retries.resume([TopicPartition(tp[0], tp[1])])
 
     def _backpressure(self) -> None:
-        full = len(self._tasks) >= self.settings.max_pending
+        full = self._pending >= self.settings.max_pending
         if full == self._held:
             return
         self._held = full
@@ -259,7 +267,7 @@ class Sink:
     # ---- delivery --------------------------------------------------------------------------
 
     def _dispatch(self, delivery: Delivery, source: _Source, traceparent: str) -> None:
-        """Start an attempt now, or settle the delivery some other way (defer, dead-letter)."""
+        """Queue the delivery at its endpoint, or settle it some other way (dead-letter)."""
         if delivery.url in self._disabled:
             self._dead(delivery, source, traceparent, "endpoint_disabled", self._disabled[delivery.url])
             return
@@ -272,44 +280,64 @@ class Sink:
             self._dead(delivery, source, traceparent, "forbidden_url", str(exc))
             return
         endpoint = self.endpoints.get(delivery.url)
-        if endpoint.full():
-            self._defer(delivery, source, traceparent, self.plan.tiers[0], "endpoint_busy")
-            return
-        endpoint.waiting += 1
-        task = asyncio.create_task(self._attempt(delivery, source, endpoint, traceparent))
-        self._tasks[task] = source
-        task.add_done_callback(self._on_task_done)
-        self.metrics.in_flight.set(len(self._tasks))
+        endpoint.line.append((time.monotonic(), _Pending(delivery, source, traceparent)))
+        self._pending += 1
+        self._pump(endpoint)
+
+    def _pump(self, endpoint: Endpoint[_Pending]) -> None:
+        """Start requests from the endpoint's line while it has free connections."""
+        while endpoint.line and endpoint.active < endpoint.concurrency:
+            item = endpoint.line[0][1]
+            if item.delivery.url in self._disabled:  # answered 410 while this one waited
+                endpoint.line.popleft()
+                self._pending -= 1
+                why = self._disabled[item.delivery.url]
+                self._dead(item.delivery, item.source, item.traceparent, "endpoint_disabled", why)
+                continue
+            if not endpoint.breaker.allow():
+                wait = max(endpoint.breaker.remaining_s(), self.plan.tiers[0])
+                self._move_out(endpoint, wait, "circuit_open")
+                return
+            endpoint.line.popleft()
+            endpoint.active += 1
+            task = asyncio.create_task(self._attempt(item, endpoint))
+            self._tasks[task] = (item, endpoint)
+            task.add_done_callback(self._on_task_done)
+        self.metrics.in_flight.set(self._pending)
+
+    def _move_out(self, endpoint: Endpoint[_Pending], wait: float, reason: str) -> None:
+        """Hand the endpoint's whole line to a retry tier (no attempt is used up)."""
+        while endpoint.line:
+            _, item = endpoint.line.popleft()
+            self._pending -= 1
+            self._defer(item.delivery, item.source, item.traceparent, wait, reason)
+
+    def _sweep(self) -> None:
+        """Move out the line of any endpoint whose oldest delivery waited longer than allowed: a
+        slow receiver then holds neither memory nor the other receivers' turn."""
+        now = time.monotonic()
+        for endpoint in self.endpoints.waiting():
+            if endpoint.oldest_wait_s(now) > self.settings.endpoint_max_wait_s:
+                self._move_out(endpoint, self.plan.tiers[0], "endpoint_busy")
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        _, endpoint = self._tasks.pop(task)
+        endpoint.active -= 1
+        self._pending -= 1
         if not task.cancelled() and task.exception() is not None:
             self._fail(f"delivery task crashed: {task.exception()!r}")
+        elif not task.cancelled():
+            self._pump(endpoint)
         self._wake.set()
 
-    async def _attempt(
-        self, delivery: Delivery, source: _Source, endpoint: Endpoint, traceparent: str
-    ) -> None:
+    async def _attempt(self, item: _Pending, endpoint: Endpoint[_Pending]) -> None:
+        delivery, source, traceparent = item.delivery, item.source, item.traceparent
         child = child_traceparent(traceparent)
         body = delivery.body.encode()
         keys = self.sub_keys[delivery.subscription] if delivery.subscription else self.keys
-        try:
-            async with endpoint.slots:
-                # Checked once a slot is free: what came back while this delivery waited counts.
-                if delivery.url in self._disabled:
-                    self._dead(
-                        delivery, source, traceparent, "endpoint_disabled", self._disabled[delivery.url]
-                    )
-                    return
-                if not endpoint.breaker.allow():
-                    wait = max(endpoint.breaker.remaining_s(), self.plan.tiers[0])
-                    self._defer(delivery, source, traceparent, wait, "circuit_open")
-                    return
-                headers = signature_headers(keys, delivery.job_id, body)
-                headers.update({"content-type": "application/json", TRACEPARENT: child})
-                outcome = await self.poster.post(delivery.url, body, headers)
-        finally:
-            endpoint.waiting -= 1
+        headers = signature_headers(keys, delivery.job_id, body)
+        headers.update({"content-type": "application/json", TRACEPARENT: child})
+        outcome = await self.poster.post(delivery.url, body, headers)
         now = time.time()
         delivery.history.append(
             Attempt(
@@ -434,8 +462,13 @@ class Sink:
         for tp in tps:
             self.tracker.revoke(tp)
             self._due.pop(tp, None)
-        for task, source in list(self._tasks.items()):
-            if source.tp in gone:
+        for endpoint in self.endpoints.waiting():
+            kept = [(t, item) for t, item in endpoint.line if item.source.tp not in gone]
+            self._pending -= len(endpoint.line) - len(kept)
+            endpoint.line.clear()
+            endpoint.line.extend(kept)
+        for task, (item, _) in list(self._tasks.items()):
+            if item.source.tp in gone:
                 task.cancel()
 
 

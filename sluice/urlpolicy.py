@@ -91,6 +91,10 @@ class UrlPolicy:
     allowlist: tuple[str, ...] = ()
     _hosts: frozenset[str] = field(init=False, repr=False)
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(init=False, repr=False)
+    # check_url's answer per URL: the sink checks every delivery, and a few URLs recur millions of times.
+    _verdicts: dict[str, tuple[str, int] | ForbiddenUrlError] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         hosts, networks = set(), []
@@ -101,6 +105,7 @@ class UrlPolicy:
                 hosts.add(entry.strip().lower().rstrip("."))
         object.__setattr__(self, "_hosts", frozenset(hosts))
         object.__setattr__(self, "_networks", tuple(networks))
+        object.__setattr__(self, "_verdicts", {})
 
     def host_allowlisted(self, host: str) -> bool:
         return host.lower().rstrip(".") in self._hosts
@@ -113,6 +118,20 @@ class UrlPolicy:
 
     def check_url(self, url: str) -> tuple[str, int]:
         """Check what can be checked without DNS; returns (host, port). Raises ForbiddenUrlError."""
+        verdict = self._verdicts.get(url)
+        if verdict is None:
+            try:
+                verdict = self._check_url(url)
+            except ForbiddenUrlError as exc:
+                verdict = exc
+            if len(self._verdicts) >= 10_000:
+                self._verdicts.clear()
+            self._verdicts[url] = verdict
+        if isinstance(verdict, ForbiddenUrlError):
+            raise ForbiddenUrlError(str(verdict))
+        return verdict
+
+    def _check_url(self, url: str) -> tuple[str, int]:
         try:
             parts = urlsplit(url)
             port = parts.port

@@ -189,20 +189,22 @@ def test_forbidden_url_is_dead_lettered_without_a_request() -> None:
     assert produced(producer, "dl.dlq")[0].reason == "forbidden_url"
 
 
-def test_slow_endpoint_does_not_hold_up_another_and_overflow_is_deferred() -> None:
+def test_slow_endpoint_does_not_hold_up_another_and_its_line_moves_to_a_retry_tier() -> None:
     slow, fast = "https://slow.example/h", "https://fast.example/h"
     poster = FakePoster(gates={slow: asyncio.Event()})
     sink, results, _, producer = make_sink(
-        poster, endpoint_concurrency=2, endpoint_queue=3, drain_timeout_s=0.1
+        poster, endpoint_concurrency=2, endpoint_max_wait_s=0.2, drain_timeout_s=0.1
     )
     for i in range(10):
         results.add(RESULTS, 0, result(f"s{i}", slow))
     for i in range(5):
         results.add(RESULTS, 0, result(f"f{i}", fast))
-    run_until(sink, lambda: len(poster.to(fast)) == 5 and len(produced(producer, "dl.retry.1s")) == 5)
-    assert len(poster.to(slow)) == 2  # its connection limit; 3 more wait, 5 went to the retry tier
-    assert {d.job_id for d in produced(producer, "dl.retry.1s")} == {f"s{i}" for i in range(5, 10)}
-    assert results.committed_offset((RESULTS, 0)) is None  # s0.. are not settled yet
+    run_until(sink, lambda: len(poster.to(fast)) == 5 and len(produced(producer, "dl.retry.1s")) == 8)
+    assert len(poster.to(slow)) == 2  # its connection limit; the 8 waiting went to the retry tier
+    moved = produced(producer, "dl.retry.1s")
+    assert {d.job_id for d in moved} == {f"s{i}" for i in range(2, 10)}
+    assert all(d.attempt == 1 and not d.history for d in moved)  # no attempt used up
+    assert results.committed_offset((RESULTS, 0)) is None  # s0, s1 are not settled yet
     poster.gates[slow].set()
 
 
