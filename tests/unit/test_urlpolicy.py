@@ -130,3 +130,50 @@ def test_poster_reports_forbidden_connections_as_permanent() -> None:
 
     outcome = asyncio.run(main())
     assert outcome.forbidden and outcome.status is None and "loopback" in (outcome.error or "")
+
+
+def test_submit_refuses_a_forbidden_webhook_before_anything_is_sent() -> None:
+    from producer import JobProducer
+    from sluice.settings import ProducerSettings
+
+    job = {"model": "m", "prompt": "hi", "webhook_url": "https://10.0.0.7/hook"}
+    producer = JobProducer(ProducerSettings(bootstrap_servers="127.0.0.1:1"))
+    try:
+        with pytest.raises(ForbiddenUrlError, match=r"10\.0\.0\.7, a private address"):
+            producer.submit(job)
+        with pytest.raises(ForbiddenUrlError, match="http:// is not allowed"):
+            producer.submit({**job, "webhook_url": "http://hooks.example.com/h"})
+        assert producer.flush(0) == 0  # nothing was queued for Kafka
+    finally:
+        producer.close(timeout=1)
+    allowed = JobProducer(ProducerSettings(bootstrap_servers="127.0.0.1:1", webhook_allowlist=["10.0.0.0/8"]))
+    try:
+        allowed.check_webhook_url("https://10.0.0.7/hook")  # no error: allowlisted
+    finally:
+        allowed.close(timeout=1)
+
+
+def test_cli_submit_exits_2_with_the_reason() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sluice.cli",
+            "submit",
+            "--model",
+            "m",
+            "--prompt",
+            "hi",
+            "--webhook-url",
+            "https://[::1]/h",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 2
+    assert "forbidden_webhook_url" in out.stderr and "loopback" in out.stderr
