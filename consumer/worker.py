@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import gc
 import logging
 import signal
 import time
@@ -34,6 +33,7 @@ from consumer.engine import Completion, Engine, make_engine
 from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
 from sluice.errors import ContractError, EngineDeadError, PermanentError
+from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, position, producer_config
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
@@ -120,7 +120,7 @@ class Worker:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
-        _settle_heap()
+        settle_heap(young_threshold=20_000)
         for topic, consumer in self.consumers.items():
             consumer.subscribe(
                 [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -438,16 +438,6 @@ class Worker:
                 del self._running[key]
                 if item.task is not None:
                     item.task.cancel()
-
-
-def _settle_heap() -> None:
-    """Move everything alive after start-up (modules, the model's Python objects) out of the
-    garbage collector's view and collect young objects less often. Each job allocates many
-    short-lived containers; with the default thresholds the collector ran every few jobs and kept
-    re-walking the start-up heap (py-spy with an instant engine; CPU per job fell ~10 %)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
 
 
 def _expired(job: Job) -> Result:

@@ -97,9 +97,14 @@ class Endpoints(Generic[T]):
     def __init__(self, concurrency: int, threshold: int, cooldown_s: float) -> None:
         self._limits = (concurrency, threshold, cooldown_s)
         self._by_key: dict[str, Endpoint[T]] = {}
+        self._keys: dict[str, str] = {}  # url -> key; a few URLs recur for millions of deliveries
 
     def get(self, url: str) -> Endpoint[T]:
-        key = endpoint_key(url)
+        key = self._keys.get(url)
+        if key is None:
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            key = self._keys[url] = endpoint_key(url)
         found = self._by_key.get(key)
         if found is None:
             concurrency, threshold, cooldown_s = self._limits

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -37,6 +38,7 @@ from results_sink.signing import decode_secret, signature_headers
 from sluice.commits import Committer
 from sluice.contract import decode_result
 from sluice.errors import ConfigError, ContractError
+from sluice.heap import settle_heap
 from sluice.kafka import TopicSpec, consumer_config, ensure_topics, header, position, producer_config
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
@@ -110,6 +112,9 @@ class Sink:
         self._stopping = False
         self._fatal: str | None = None
         self._wake = asyncio.Event()
+        # Bound once: labels() per delivery is measurable on the hot path.
+        self._delivered = metrics.deliveries.labels("delivered")
+        self._attempts = functools.cache(metrics.attempts.labels)
         self.stats = {"delivered": 0, "retried": 0, "deferred": 0, "dead": 0, "skipped": 0, "invalid": 0}
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -126,6 +131,7 @@ class Sink:
             "on_revoke": self._on_revoke,
             "on_lost": self._on_lost,
         }
+        settle_heap()
         self.results.subscribe([self.settings.results_topic], **callbacks)
         self.retries.subscribe(self.plan.tier_topics, **callbacks)
         log.info("sink started", extra={"retry_topics": self.plan.tier_topics})
@@ -344,7 +350,7 @@ class Sink:
                 attempt=delivery.attempt, at=now, status=outcome.status, error=outcome.error, ms=outcome.ms
             )
         )
-        self.metrics.attempts.labels(_attempt_class(outcome)).inc()
+        self._attempts(_attempt_class(outcome)).inc()
         extra = {
             "job_id": delivery.job_id,
             "traceparent": child,
@@ -355,7 +361,7 @@ class Sink:
         if status is not None and 200 <= status < 300:
             endpoint.breaker.success()
             self.stats["delivered"] += 1
-            self.metrics.deliveries.labels("delivered").inc()
+            self._delivered.inc()
             self.metrics.latency.observe(max(0.0, now - delivery.first_at))
             log.debug("webhook delivered", extra=extra)
             self._settle(source)
