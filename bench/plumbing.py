@@ -61,7 +61,7 @@ LEVELS = {
 }
 
 
-def main(n: int = 100_000, rounds: int = 2) -> list[str]:
+def main(n: int = 100_000, rounds: int = 3) -> list[str]:
     rates: dict[str, list[float]] = {level: [] for level in LEVELS}
     with kafka() as bootstrap:
         for _ in range(rounds):  # interleaved so drift hits every level alike

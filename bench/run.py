@@ -79,7 +79,7 @@ def main() -> None:
         (
             "Plumbing headroom (bench/plumbing.py)",
             "Jobs/s one worker process carries with an instant FakeEngine; each job is decoded, run, its "
-            "result produced with acks=all and acknowledged, and its offset committed. Two interleaved "
+            "result produced with acks=all and acknowledged, and its offset committed. Three interleaved "
             "rounds each.",
             "| setup | jobs | rounds | best |\n| --- | --- | --- | --- |",
             plumbing.main,

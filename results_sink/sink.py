@@ -345,27 +345,29 @@ class Sink:
         headers.update({"content-type": "application/json", TRACEPARENT: child})
         outcome = await self.poster.post(delivery.url, body, headers)
         now = time.time()
-        delivery.history.append(
-            Attempt(
-                attempt=delivery.attempt, at=now, status=outcome.status, error=outcome.error, ms=outcome.ms
-            )
-        )
         self._attempts(_attempt_class(outcome)).inc()
-        extra = {
-            "job_id": delivery.job_id,
-            "traceparent": child,
-            "url": delivery.url,
-            "attempt": delivery.attempt,
-        }
         status = outcome.status
         if status is not None and 200 <= status < 300:
             endpoint.breaker.success()
             self.stats["delivered"] += 1
             self._delivered.inc()
             self.metrics.latency.observe(max(0.0, now - delivery.first_at))
-            log.debug("webhook delivered", extra=extra)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("webhook delivered", extra={"job_id": delivery.job_id, "traceparent": child})
             self._settle(source)
             return
+        # Only a delivery that goes on (retry tier, DLQ) carries its history.
+        delivery.history.append(
+            Attempt(
+                attempt=delivery.attempt, at=now, status=outcome.status, error=outcome.error, ms=outcome.ms
+            )
+        )
+        extra = {
+            "job_id": delivery.job_id,
+            "traceparent": child,
+            "url": delivery.url,
+            "attempt": delivery.attempt,
+        }
         if outcome.forbidden:
             self._dead(delivery, source, traceparent, "forbidden_url", outcome.error or "")
             return
