@@ -69,12 +69,12 @@ def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, t
     poll = threading.Thread(target=long_poll)
     poll.start()
     time.sleep(0.5)  # let the request reach the server and start waiting
+    producing = time.monotonic()
     produce(env, s.results_topic, [("p-1", result("p-1", "late answer"))])
-    produced = time.monotonic()
     poll.join(45)
-    # One request, sent while the job was pending, answered with the result produced after it.
+    # One request, sent while the job was pending, answered only after its result was produced.
     ((answered, body),) = answers
-    assert sent < produced < answered and body["status"] == "succeeded"
+    assert sent < producing < answered and body["status"] == "succeeded"
 
     # Killed, its file deleted: the restarted api rebuilds the same view from the topics.
     procs.procs[-1].send_signal(signal.SIGKILL)
