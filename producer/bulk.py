@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from tqdm import tqdm
 
 from producer.client import JobProducer, Submitted, build_job
-from sluice.errors import ContractError, KafkaOperationError
+from sluice.contract import Job
+from sluice.errors import BackpressureError, ContractError, KafkaOperationError
 from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["BadLine", "FileSummary", "submit_file"]
@@ -51,6 +54,16 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
+def _submit_when_accepted(producer: JobProducer, job: Job, bar: tqdm[Any]) -> Future[Submitted]:
+    """A bulk load waits out backpressure instead of failing half-way through the file."""
+    while True:
+        try:
+            return producer.submit(job)
+        except BackpressureError as exc:
+            bar.set_postfix_str(f"waiting: {exc.lag} jobs ahead of the workers")
+            time.sleep(max(0.5, producer.settings.lag_check_interval_s))
+
+
 def submit_file(
     producer: JobProducer,
     path: Path,
@@ -66,7 +79,7 @@ def submit_file(
     for number, line in _lines(path):
         try:
             job = build_job(orjson.loads(line), default_model)
-            future = producer.submit(job)
+            future = _submit_when_accepted(producer, job, bar)
         except orjson.JSONDecodeError as exc:
             summary.bad_lines.append(BadLine(number, f"not valid JSON: {exc}"))
             continue

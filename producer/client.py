@@ -5,7 +5,8 @@
         future.result()          # -> Submitted(job_id, partition, offset) once Kafka has it
 
 Jobs are validated before they are sent (a ContractError names the wrong field; a webhook URL the
-policy forbids raises ForbiddenUrlError, see sluice/urlpolicy.py). The producer is
+policy forbids raises ForbiddenUrlError, see sluice/urlpolicy.py); with `max_lag` set, a job for
+a topic whose workers are too far behind raises BackpressureError (producer/lag.py). The producer is
 idempotent with acks=all; a background thread serves delivery callbacks so futures complete
 without the caller polling.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
+from producer.lag import LagGuard
 from sluice.contract import SCHEMA_VERSION, Job, decode_job, encode
 from sluice.errors import ContractError, FieldProblem, KafkaOperationError
 from sluice.kafka import position, producer_config
@@ -70,6 +72,7 @@ class JobProducer:
             )
         )
         self._policy = settings.url_policy()
+        self._lag = LagGuard(settings) if settings.max_lag is not None else None
         self._checked: dict[str, ForbiddenUrlError | None] = {}  # bulk files repeat a few URLs
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="sluice-producer-poll", daemon=True)
@@ -90,6 +93,9 @@ class JobProducer:
         job = build_job(job)
         if job.webhook_url is not None:
             self.check_webhook_url(job.webhook_url)
+        target = topic or self._topic_for(job)
+        if self._lag is not None:
+            self._lag.check(target)
         tp = ensure_traceparent(traceparent)
         future: Future[Submitted] = Future()
 
@@ -104,7 +110,7 @@ class JobProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic or self._topic_for(job),
+                    target,
                     value,
                     job.job_id.encode(),
                     headers=[(TRACEPARENT, tp.encode())],
@@ -140,6 +146,8 @@ class JobProducer:
         left = self.flush(timeout)
         self._closed.set()
         self._poller.join()
+        if self._lag is not None:
+            self._lag.close()
         if left:
             raise KafkaOperationError(f"{left} jobs were not acknowledged within {timeout}s")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from sluice.errors import ContractError, PermanentError, SluiceError
+from sluice.errors import BackpressureError, ContractError, PermanentError, SluiceError
 
 __all__ = ["main"]
 
@@ -254,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContractError as exc:
         print(f"error: invalid job ({exc.code}): {exc}", file=sys.stderr)
         return 2
+    except BackpressureError as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
     except SluiceError as exc:
         print(f"error ({exc.code}): {exc}", file=sys.stderr)
         return 2 if isinstance(exc, PermanentError) else 1

@@ -6,6 +6,7 @@
     │   ├── ContractError    a Job or Result failed to decode or validate
     │   └── JobError         the engine cannot run this job (unknown model, prompt too long, ...)
     ├── RetryableError       this attempt failed, a later one may succeed
+    │   └── BackpressureError  the workers are too far behind: submit again later (HTTP 429)
     ├── KafkaOperationError  a Kafka client call failed (wraps confluent_kafka.KafkaError)
     └── EngineDeadError      the engine cannot serve anything more: commit what is done, exit non-zero
 
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "BackpressureError",
     "ConfigError",
     "ContractError",
     "EngineDeadError",
@@ -61,6 +63,17 @@ class RetryableError(SluiceError):
     """A transient failure; the same input may succeed on a later attempt."""
 
     code = "retryable_error"
+
+
+class BackpressureError(RetryableError):
+    """The jobs topic's consumer lag is above the configured limit; nothing was submitted."""
+
+    code = "backpressure"
+
+    def __init__(self, message: str, lag: int, limit: int) -> None:
+        super().__init__(message)
+        self.lag = lag
+        self.limit = limit
 
 
 class KafkaOperationError(SluiceError):

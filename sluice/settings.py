@@ -137,6 +137,12 @@ class ProducerSettings(KafkaSettings):
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(5, ge=0)
     delivery_timeout_ms: int = Field(120_000, ge=1000)
+    # Backpressure: refuse jobs while the workers' lag on the target topic is above this (None: off).
+    max_lag: int | None = Field(None, ge=0, validation_alias=_shared("max_lag"))
+    lag_check_interval_s: float = Field(2.0, ge=0.0, validation_alias=_shared("lag_check_interval_s"))
+    worker_group_id: str = Field(
+        "sluice-workers", validation_alias=AliasChoices("SLUICE_WORKER_GROUP_ID", "worker_group_id")
+    )
 
 
 class WorkerSettings(KafkaSettings):
@@ -246,7 +252,7 @@ class SinkSettings(KafkaSettings):
     max_pending: int = Field(4096, ge=1)
     batch_size: int = Field(512, ge=1)
     # With nothing to do, poll Kafka again after this long: it bounds the latency the sink adds
-    # (confluent-kafka offers no awaitable poll). 5 ms costs ~1 % of a core when idle.
+    # (confluent-kafka offers no awaitable poll); when idle that is 200 non-blocking polls a second.
     idle_poll_s: float = Field(0.005, gt=0.0)
     # On SIGTERM: how long attempts in progress may take to finish before they are cancelled (a
     # cancelled one is made again by whichever sink next owns its partition).

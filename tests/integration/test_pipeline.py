@@ -136,6 +136,11 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
     )
     assert float(line.split()[-1]) == workers["wa"]
 
+    # The signing secret (either form) never shows in any log line or in /metrics.
+    secret_forms = [SECRET, SECRET.removeprefix("whsec_"), decode_secret(SECRET).decode("latin-1")]
+    everything = procs.logs() + scraped
+    assert not [f for f in secret_forms if f in everything]
+
 
 def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
     # ~100 jobs/s per worker, so the kill lands with jobs in flight and 2000 take a while.

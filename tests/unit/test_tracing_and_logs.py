@@ -87,3 +87,25 @@ def test_settings_read_environment_and_hide_secrets(monkeypatch: object) -> None
     assert s.webhook_allowlist == ["10.0.0.0/8", "hooks.internal"]
     assert "hunter2" not in repr(s) and "pw-secret" not in repr(s) and "b2xk" not in repr(s)
     assert s.client_config()["sasl.password"] == "pw-secret"
+
+
+def test_kafka_security_settings_reach_every_client_config() -> None:
+    from sluice.kafka import consumer_config, producer_config
+
+    s = WorkerSettings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="pw-secret",  # type: ignore[arg-type]
+        ssl_ca_location="/etc/ca.pem",
+    )
+    wanted = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "pw-secret",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+    for conf in (s.client_config(), producer_config(s), consumer_config(s, "g")):
+        assert {k: conf.get(k) for k in wanted} == wanted
+    assert "pw-secret" not in repr(s) and "pw-secret" not in str(s.model_dump())

@@ -1,0 +1,85 @@
+"""Backpressure at submit: refuse new jobs while the workers are too far behind.
+
+Lag = for each partition of the jobs topic, the high watermark minus the worker group's committed
+offset (or the low watermark where the group has committed nothing). It is read from the broker
+at most every `lag_check_interval_s` per topic, so a busy producer adds no per-job round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from sluice.errors import BackpressureError
+from sluice.settings import ProducerSettings
+
+__all__ = ["LagGuard"]
+
+log = logging.getLogger("sluice.producer")
+
+
+class LagGuard:
+    """Raises BackpressureError when a topic's worker lag is above `settings.max_lag`."""
+
+    def __init__(self, settings: ProducerSettings) -> None:
+        self.settings = settings
+        self._lags: dict[str, tuple[float, int]] = {}  # topic -> (monotonic time read, lag)
+        # Reads the workers' committed offsets; it never joins their group or commits.
+        self._client = Consumer(
+            {
+                **settings.client_config(),
+                "group.id": settings.worker_group_id,
+                "client.id": f"lag-{uuid.uuid4().hex[:6]}",
+            }
+        )
+
+    def check(self, topic: str) -> None:
+        limit = self.settings.max_lag
+        if limit is None:
+            return
+        lag = self.lag(topic)
+        if lag > limit:
+            raise BackpressureError(
+                f"not accepting jobs: {topic!r} has {lag} jobs waiting for workers "
+                f"(group {self.settings.worker_group_id!r}), above the limit of {limit}; retry later",
+                lag=lag,
+                limit=limit,
+            )
+
+    def lag(self, topic: str) -> int:
+        cached = self._lags.get(topic)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.lag_check_interval_s:
+            return cached[1]
+        try:
+            total = self._read(topic)
+        except KafkaException as exc:
+            # Cannot tell (e.g. the group coordinator is loading): accept rather than refuse
+            # every job; the next check reads again.
+            log.warning("could not read the consumer lag of %s: %s", topic, exc)
+            return cached[1] if cached is not None else 0
+        self._lags[topic] = (time.monotonic(), total)
+        return total
+
+    def _read(self, topic: str) -> int:
+        meta = self._client.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        for attempt in range(5):
+            try:
+                committed = {p.partition: p.offset for p in self._client.committed(parts, timeout=10)}
+                break
+            except KafkaException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        total = 0
+        for p in parts:
+            low, high = self._client.get_watermark_offsets(p, timeout=10)
+            done = committed.get(p.partition, -1)
+            total += max(0, high - (done if done >= 0 else low))
+        return total
+
+    def close(self) -> None:
+        self._client.close()
