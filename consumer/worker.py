@@ -32,7 +32,7 @@ from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
 from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
-from sluice.errors import ContractError, EngineDeadError, PermanentError
+from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, position, producer_config
 from sluice.metrics import WorkerMetrics, start_metrics_server
@@ -104,6 +104,7 @@ class Worker:
         self._paused_topics: set[str] = set()
         self._fatal: str | None = None
         self._ids = 0
+        self._progress = time.monotonic()  # last time a job finished (or the first one started)
         self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0}
         self._reported = dict(self.stats)
         self._unreported_tokens = 0
@@ -136,7 +137,10 @@ class Worker:
     async def _loop(self) -> None:
         while self.state is State.RUNNING:
             polled = self._poll()
+            if not self._running:
+                self._progress = time.monotonic()  # the watchdog measures from the first start
             self._admit()
+            self._watchdog()
             self._publish_finished()
             self.committer.maybe_commit()
             self._apply_backpressure()
@@ -162,9 +166,11 @@ class Worker:
             self._publish_finished()
             await self._idle()
         left = list(self._running.values())
-        for item in left:
-            if item.task is not None:
-                item.task.cancel()
+        cancelled = [item.task for item in left if item.task is not None]
+        for task in cancelled:
+            task.cancel()
+        if cancelled:  # let each job's cancellation reach the engine (vLLM aborts it) before close
+            await asyncio.wait(cancelled, timeout=5)
         if left:
             log.warning("drain timeout: %d jobs left for redelivery", len(left))
         self._publish_finished()
@@ -183,6 +189,13 @@ class Worker:
         if self.state is State.DRAINING:
             self.state = State.STOPPED
         log.info("worker stopped", extra={"state": self.state.value, **self.stats})
+
+    def _watchdog(self) -> None:
+        """An engine that finishes nothing for engine_watchdog_s while jobs wait on it is hung:
+        commit what is done and exit non-zero, so the orchestrator restarts the worker."""
+        limit = self.settings.engine_watchdog_s
+        if limit is not None and self._running and time.monotonic() - self._progress > limit:
+            self._fail(f"engine watchdog: no job finished in {limit:g}s with {len(self._running)} in flight")
 
     def _fail(self, reason: str) -> None:
         log.error("worker cannot go on: %s", reason)
@@ -251,12 +264,26 @@ class Worker:
         # The outcome is queued by the task itself rather than by a done-callback: one event-loop
         # callback less per job.
         outcome: Completion | Exception
-        try:
-            outcome = await self.engine.generate(item.job)
-        except Exception as exc:
-            outcome = exc
+        retries = 0
+        while True:
+            try:
+                outcome = await self.engine.generate(item.job)
+                break
+            except RetryableError as exc:  # transient: the same request may succeed shortly
+                retries += 1
+                if retries > self.settings.engine_retries:
+                    outcome = exc
+                    break
+                delay = self.settings.engine_retry_backoff_s * 2 ** (retries - 1)
+                extra = {"job_id": item.job.job_id, "traceparent": item.traceparent}
+                log.warning("engine error, retry %d in %.1fs: %s", retries, delay, exc, extra=extra)
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                outcome = exc
+                break
         if self._running.pop(key, None) is not None:  # else revoked or lost meanwhile
             self._finished.append((item, outcome))
+            self._progress = time.monotonic()
             self._wake.set()
 
     # ---- publish ---------------------------------------------------------------------------
@@ -332,7 +359,12 @@ class Worker:
                 output_tokens=outcome.output_tokens,
                 **common,
             )
-        code = outcome.code if isinstance(outcome, PermanentError) else "engine_error"
+        if isinstance(outcome, PermanentError):
+            code = outcome.code
+        elif isinstance(outcome, RetryableError):
+            code = "engine_transient_error"  # still failing after engine_retries retries
+        else:
+            code = "engine_error"
         log.warning("job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent})
         return Result(status="failed", error=ErrorInfo(code=code, message=str(outcome)[:2000]), **common)
 

@@ -164,6 +164,13 @@ class WorkerSettings(KafkaSettings):
     poll_timeout_s: float = Field(0.05, gt=0.0)
     commit_interval_s: float = Field(1.0, ge=0.0)
     drain_timeout_s: float = Field(30.0, ge=0.0)
+    # A job whose engine call raises RetryableError is tried again this many times (backoff doubling
+    # from engine_retry_backoff_s), then gets a failed result (engine_transient_error).
+    engine_retries: int = Field(2, ge=0)
+    engine_retry_backoff_s: float = Field(1.0, ge=0.0)
+    # No job finished for this long while some are in flight: the engine is hung, the worker exits 1.
+    # Set it above the longest generation you allow; None turns the watchdog off.
+    engine_watchdog_s: float | None = Field(900.0, gt=0.0)
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)

@@ -14,6 +14,7 @@ from consumer.engine import Completion
 from consumer.fake_engine import FAIL_MARKER, FakeEngine
 from consumer.worker import Worker
 from sluice.contract import Job, decode_result, encode
+from sluice.errors import RetryableError
 from sluice.metrics import WorkerMetrics
 from sluice.settings import WorkerSettings
 from tests.unit.fakes import FakeConsumer, FakeProducer
@@ -334,5 +335,68 @@ def test_drain_timeout_leaves_unfinished_jobs_uncommitted() -> None:
         assert await task == 0
         assert consumer.committed_offset((T, 0)) == 1
         assert engine.cancelled == ["j0-1"]
+
+    asyncio.run(main())
+
+
+class FlakyEngine(GateEngine):
+    """Fake engine that raises RetryableError for each job's first `failures` calls."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls: dict[str, int] = {}
+
+    async def generate(self, job: Job) -> Completion:
+        self.calls[job.job_id] = self.calls.get(job.job_id, 0) + 1
+        if self.calls[job.job_id] <= self.failures:
+            raise RetryableError("engine busy, try again")
+        return Completion(f"out-{job.job_id}", "stop", 1, 1)
+
+
+def test_transient_engine_errors_are_retried_then_succeed() -> None:
+    async def main() -> None:
+        engine = FlakyEngine(failures=2)
+        worker, consumer, producer = make(engine, engine_retries=2, engine_retry_backoff_s=0.001)
+        add_jobs(consumer, 3)
+        consumer.rebalance("assign", [(T, 0)])
+        task = asyncio.create_task(worker.run())
+        await until(lambda: consumer.committed_offset((T, 0)) == 3)
+        worker.stop()
+        await task
+        assert {r.status for r in results(producer)} == {"succeeded"}
+        assert engine.calls == {f"j0-{i}": 3 for i in range(3)}
+
+    asyncio.run(main())
+
+
+def test_transient_errors_beyond_the_retry_limit_give_a_failed_result() -> None:
+    async def main() -> None:
+        engine = FlakyEngine(failures=10)
+        worker, consumer, producer = make(engine, engine_retries=2, engine_retry_backoff_s=0.001)
+        add_jobs(consumer, 1)
+        consumer.rebalance("assign", [(T, 0)])
+        task = asyncio.create_task(worker.run())
+        await until(lambda: consumer.committed_offset((T, 0)) == 1)
+        worker.stop()
+        await task
+        (result,) = results(producer)
+        assert (result.status, result.error.code) == ("failed", "engine_transient_error")
+        assert engine.calls == {"j0-0": 3}
+
+    asyncio.run(main())
+
+
+def test_a_hung_engine_trips_the_watchdog_commits_what_is_done_and_exits_1() -> None:
+    async def main() -> None:
+        engine = GateEngine()
+        worker, consumer, producer = make(engine, engine_watchdog_s=0.3)
+        add_jobs(consumer, 3)
+        consumer.rebalance("assign", [(T, 0)])
+        engine.gate("j0-0").set()  # the first finishes; the engine then hangs on the others
+        assert await worker.run() == 1
+        assert [r.job_id for r in results(producer)] == ["j0-0"]
+        assert consumer.committed_offset((T, 0)) == 1
+        assert sorted(engine.cancelled) == ["j0-1", "j0-2"]
 
     asyncio.run(main())
