@@ -39,6 +39,7 @@ from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
+from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["Worker", "create_worker"]
 
@@ -89,6 +90,7 @@ class Worker:
             self.tracker, consumers, settings.commit_interval_s, on_commit=metrics.commits.inc
         )
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
+        self.url_policy = settings.url_policy()
         topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
         self.backlog = Backlog(
             topics,
@@ -239,9 +241,16 @@ class Worker:
     def _start(self, msg: Message, epoch: int) -> None:
         tp, offset = position(msg)
         traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
+        value = msg.value()
+        if value is not None and len(value) > self.settings.max_job_bytes:
+            reason = f"job record is {len(value)} bytes; the limit is {self.settings.max_job_bytes}"
+            self._to_dlq(msg, tp, epoch, "message_too_large", reason, traceparent)
+            return
         try:
-            job = decode_job(msg.value())
-        except ContractError as exc:
+            job = decode_job(value)
+            if job.webhook_url is not None:  # a producer that skipped the submit-time check
+                self.url_policy.check_url(job.webhook_url)
+        except (ContractError, ForbiddenUrlError) as exc:
             self._to_dlq(msg, tp, epoch, exc.code, str(exc), traceparent)
             return
         _, ts_ms = msg.timestamp()
@@ -382,6 +391,10 @@ class Worker:
                 self._fail(f"DLQ record for {tp}@{offset} not stored: {err}")
 
         headers = header_pairs(msg.headers())
+        if sum(len(k) + len(v) for k, v in headers) > _MAX_COPIED_HEADER_BYTES:
+            # Copied as they are they could push the DLQ record over the broker's size limit, and a
+            # DLQ record that cannot be stored stops the worker on every restart.
+            headers = [("sluice.headers.dropped", str(len(headers)).encode())]
         headers += [
             ("sluice.error.code", code.encode()),
             ("sluice.error.message", reason[:4000].encode()),
@@ -470,6 +483,9 @@ class Worker:
                 del self._running[key]
                 if item.task is not None:
                     item.task.cancel()
+
+
+_MAX_COPIED_HEADER_BYTES = 64 * 1024
 
 
 def _expired(job: Job) -> Result:

@@ -168,6 +168,8 @@ class WorkerSettings(KafkaSettings):
     # from engine_retry_backoff_s), then gets a failed result (engine_transient_error).
     engine_retries: int = Field(2, ge=0)
     engine_retry_backoff_s: float = Field(1.0, ge=0.0)
+    # A job record larger than this goes to the DLQ (message_too_large) instead of the engine.
+    max_job_bytes: int = Field(1_000_000, ge=1)
     # No job finished for this long while some are in flight: the engine is hung, the worker exits 1.
     # Set it above the longest generation you allow; None turns the watchdog off.
     engine_watchdog_s: float | None = Field(900.0, gt=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from consumer.fake_engine import fake_completion
 from producer import JobProducer
 from results_sink import decode_secret, start_receiver
 from sluice.broker import free_port
-from sluice.contract import Job
+from sluice.contract import Job, encode
 from sluice.settings import ProducerSettings
 from sluice.tracing import new_traceparent, trace_id
 from tests.integration.conftest import SECRET, Env, Procs, read_results, read_topic, wait_until
@@ -178,6 +179,17 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
         b"bad-version": orjson.dumps({"v": 99, "job_id": "bad-version", "model": "m", "prompt": "p"}),
         b"bad-utf8": b'{"v": 1, "model": "m", "prompt": "\xff\xfe"}',
         b"bad-shape": b"[1, 2, 3]",
+        b"missing-model": orjson.dumps({"v": 1, "job_id": "missing-model", "prompt": "p"}),
+        b"too-large": orjson.dumps({"v": 1, "job_id": "too-large", "model": "m", "prompt": "x " * 20_000}),
+        b"forbidden-hook": orjson.dumps(
+            {
+                "v": 1,
+                "job_id": "forbidden-hook",
+                "model": "m",
+                "prompt": "p",
+                "webhook_url": "https://169.254.169.254/",
+            }
+        ),
     }
     producer = Producer({"bootstrap.servers": env.bootstrap})
     good = [Job(job_id=f"good-{i}", model="m", prompt=f"fine {i}") for i in range(20)]
@@ -185,12 +197,24 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
         producer.produce(
             s.jobs_topic, orjson.dumps(job.model_dump()), job.job_id.encode(), partition=i % env.partitions
         )
-        if i % 4 == 0:
-            key, value = list(bad.items())[i // 4]
+        if i % 2 == 0 and i // 2 < len(bad):
+            key, value = list(bad.items())[i // 2]
             producer.produce(s.jobs_topic, value, key, partition=i % env.partitions)
+    # Odd but valid: a huge header, binary garbage as traceparent, a past deadline, a repeated id.
+    odd_headers = [("x-blob", b"\x00" * 200_000), ("traceparent", b"\xff\xfe not a trace")]
+    producer.produce(
+        s.jobs_topic,
+        encode(Job(job_id="odd-headers", model="m", prompt="p")),
+        b"odd-headers",
+        headers=odd_headers,
+    )
+    past = Job(job_id="late", model="m", prompt="p", deadline=datetime(2020, 1, 1, tzinfo=UTC))
+    producer.produce(s.jobs_topic, encode(past), b"late")
+    for _ in range(2):
+        producer.produce(s.jobs_topic, encode(Job(job_id="twice", model="m", prompt="same")), b"twice")
     assert producer.flush(10) == 0
 
-    procs.start("worker", ["worker"], env.environ())
+    procs.start("worker", ["worker"], env.environ(SLUICE_WORKER_MAX_JOB_BYTES="20000"))
     wait_until(lambda: len(read_topic(env.bootstrap, s.dlq_topic, idle_s=1)) >= len(bad), 60, "DLQ records")
     wait_until(lambda: len(read_results(env.bootstrap, s.results_topic)) >= len(good), 60, "good results")
 
@@ -208,10 +232,23 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
         b"bad-version": "unsupported_schema_version",
         b"bad-utf8": "invalid_json",
         b"bad-shape": "not_an_object",
+        b"missing-model": "invalid_field",
+        b"too-large": "message_too_large",
+        b"forbidden-hook": "forbidden_webhook_url",
     }
     assert b"sampling.max_tokens" in dlq[b"bad-type"][1]["sluice.error.message"]
     results = read_results(env.bootstrap, s.results_topic)
-    assert {r.job_id for r in results} == {j.job_id for j in good}
+    odd = {"odd-headers", "late", "twice"}
+    wait_until(
+        lambda: odd <= {r.job_id for r in read_results(env.bootstrap, s.results_topic)}, 60, "odd jobs"
+    )
+    results = read_results(env.bootstrap, s.results_topic)
+    assert {r.job_id for r in results} == {j.job_id for j in good} | odd
+    by_id = {r.job_id: r for r in results}
+    assert by_id["odd-headers"].status == "succeeded"
+    assert by_id["late"].status == "expired" and by_id["late"].error.code == "deadline_exceeded"  # type: ignore[union-attr]
+    # A repeated id is answered each time under the same key: compaction keeps one.
+    assert [r.status for r in results if r.job_id == "twice"] == ["succeeded", "succeeded"]
 
 
 def test_sigterm_drains_in_flight_jobs_without_duplicates(env: Env, procs: Procs) -> None:
