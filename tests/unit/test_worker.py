@@ -14,7 +14,7 @@ from consumer.engine import Completion
 from consumer.fake_engine import FAIL_MARKER, FakeEngine
 from consumer.worker import Worker
 from sluice.contract import Job, decode_result, encode
-from sluice.errors import RetryableError
+from sluice.errors import EngineDeadError, RetryableError
 from sluice.metrics import WorkerMetrics
 from sluice.settings import WorkerSettings
 from tests.unit.fakes import FakeConsumer, FakeProducer
@@ -398,5 +398,28 @@ def test_a_hung_engine_trips_the_watchdog_commits_what_is_done_and_exits_1() -> 
         assert [r.job_id for r in results(producer)] == ["j0-0"]
         assert consumer.committed_offset((T, 0)) == 1
         assert sorted(engine.cancelled) == ["j0-1", "j0-2"]
+
+    asyncio.run(main())
+
+
+class DyingEngine(GateEngine):
+    """Fake engine that dies (EngineDeadError) on job j0-2."""
+
+    async def generate(self, job: Job) -> Completion:
+        if job.job_id == "j0-2":
+            raise EngineDeadError("out of memory")
+        return Completion(f"out-{job.job_id}", "stop", 1, 1)
+
+
+def test_an_engine_that_dies_makes_the_worker_commit_what_is_done_and_exit_1() -> None:
+    async def main() -> None:
+        worker, consumer, producer = make(DyingEngine(), max_in_flight=1)
+        add_jobs(consumer, 4)
+        consumer.rebalance("assign", [(T, 0)])
+        assert await worker.run() == 1
+        answered = [r.job_id for r in results(producer)]
+        assert answered[:2] == ["j0-0", "j0-1"] and "j0-2" not in answered
+        assert consumer.committed_offset((T, 0)) == 2  # j0-2 and later are redelivered
+        assert consumer.closed
 
     asyncio.run(main())
