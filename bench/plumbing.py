@@ -4,7 +4,8 @@ Loads N jobs, starts one `sluice worker` process (FakeEngine with zero latency),
 group's committed offsets: rate = jobs committed between the first progress sample and the last /
 elapsed. Committed means: result acknowledged by Kafka (acks=all) and offset committed.
 Run with logging off (WARNING), at the default INFO (no per-job line) and at DEBUG (two JSON lines
-per job), interleaved.
+per job), all with the idempotency cache on (the default), and once more with logging and the cache
+off; interleaved.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bench.common import kafka, load, topics, wait_committed
 from sluice.contract import Job, SamplingParams, encode
 
 
-def run_once(bootstrap: str, n: int, log_level: str) -> float:
+def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -> float:
     s = topics(bootstrap)
     sampling = SamplingParams(max_tokens=16)
 
@@ -38,6 +39,7 @@ def run_once(bootstrap: str, n: int, log_level: str) -> float:
         "SLUICE_WORKER_MAX_IN_FLIGHT": "4096",
         "SLUICE_WORKER_BATCH_SIZE": "1024",
         "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",
+        "SLUICE_WORKER_IDEMPOTENCY": "true" if idempotency else "false",
     }
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -55,6 +57,7 @@ def run_once(bootstrap: str, n: int, log_level: str) -> float:
 
 
 LEVELS = {
+    "NOIDEM": "logging off, idempotency cache off",
     "WARNING": "logging off (WARNING)",
     "INFO": "logging on at the default INFO (lifecycle lines; none per job)",
     "DEBUG": "logging on at DEBUG (2 JSON lines per job)",
@@ -66,13 +69,19 @@ def main(n: int = 100_000, rounds: int = 3) -> list[str]:
     with kafka() as bootstrap:
         for _ in range(rounds):  # interleaved so drift hits every level alike
             for level in LEVELS:
-                rates[level].append(run_once(bootstrap, n, level))
+                if level == "NOIDEM":
+                    rates[level].append(run_once(bootstrap, n, "WARNING", idempotency=False))
+                else:
+                    rates[level].append(run_once(bootstrap, n, level))
     best = {level: max(r) for level, r in rates.items()}
     rows = []
     for level, label in LEVELS.items():
         runs = " / ".join(f"{x:,.0f}" for x in rates[level])
         cost_pct = 100 * (1 - best[level] / best["WARNING"])
-        cost = "" if level == "WARNING" else f" (throughput cost vs off: {cost_pct:.1f} %)"
+        if level == "NOIDEM":
+            cost = f" (the cache costs {100 * (1 - best['WARNING'] / best['NOIDEM']):.1f} %)"
+        else:
+            cost = "" if level == "WARNING" else f" (throughput cost vs off: {cost_pct:.1f} %)"
         rows.append(
             f"| one worker, instant FakeEngine, {label} | {n:,} | {runs} "
             f"| **{best[level]:,.0f}** jobs/s{cost} |"

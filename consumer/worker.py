@@ -19,11 +19,14 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import signal
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -31,13 +34,14 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
 from sluice.commits import Committer
-from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, utcnow
+from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, job_digest, utcnow
 from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, position, producer_config
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
+from sluice.store import ResultStore, StoreFollower
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
 
@@ -76,8 +80,10 @@ class Worker:
         consumers: dict[str, Consumer],
         producer: Producer,
         metrics: WorkerMetrics,
+        results_view: StoreFollower | None = None,
     ) -> None:
         self.settings = settings
+        self.results_view = results_view
         self.engine = engine
         # One consumer (and group) per jobs topic: each topic's partitions are then balanced across
         # workers on their own. With one subscription to both, cooperative-sticky balances the total
@@ -107,7 +113,7 @@ class Worker:
         self._fatal: str | None = None
         self._ids = 0
         self._progress = time.monotonic()  # last time a job finished (or the first one started)
-        self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0}
+        self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0, "replayed": 0}
         self._reported = dict(self.stats)
         self._unreported_tokens = 0
 
@@ -123,6 +129,13 @@ class Worker:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
+        if self.results_view is not None:
+            self.results_view.start()
+            caught_up = self.results_view.catch_up(self.settings.idempotency_catchup_s)
+            log.info(
+                "results view ready",
+                extra={"caught_up": caught_up, "results": self.results_view.store.count()},
+            )
         settle_heap(young_threshold=20_000)
         for topic, consumer in self.consumers.items():
             consumer.subscribe(
@@ -141,6 +154,8 @@ class Worker:
             polled = self._poll()
             if not self._running:
                 self._progress = time.monotonic()  # the watchdog measures from the first start
+            if self.results_view is not None:
+                self.results_view.step(500)
             self._admit()
             self._watchdog()
             self._publish_finished()
@@ -253,6 +268,8 @@ class Worker:
         except (ContractError, ForbiddenUrlError) as exc:
             self._to_dlq(msg, tp, epoch, exc.code, str(exc), traceparent)
             return
+        if self.results_view is not None and self._answered_before(msg, tp, epoch, job, traceparent):
+            return
         _, ts_ms = msg.timestamp()
         enqueued = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms > 0 else None
         now = utcnow()
@@ -268,6 +285,38 @@ class Worker:
         item.task = asyncio.create_task(self._run_job(key, item))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
+
+    def _answered_before(self, msg: Message, tp: TP, epoch: int, job: Job, traceparent: str) -> bool:
+        """If the job id already has a result: re-publish it (same job) or dead-letter the job (a
+        different job reusing the id) instead of running it again. True when handled here."""
+        assert self.results_view is not None
+        stored = self.results_view.store.result(job.job_id)
+        if stored is None:
+            return False
+        digest = job_digest(job)
+        prior = self.results_view.store.digest(job.job_id)
+        if prior is not None and prior != digest:
+            reason = (
+                f"job id {job.job_id!r} already has a result for a different job "
+                f"(digest {prior}, this one {digest}); not run"
+            )
+            self._to_dlq(msg, tp, epoch, "job_id_conflict", reason, traceparent)
+            return True
+        _, offset = position(msg)
+        self.stats["replayed"] += 1
+        self.metrics.replayed.inc()
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(tp, offset, epoch)
+            else:
+                self._fail(f"stored result for job {job.job_id} not re-published: {err}")
+
+        child = child_traceparent(traceparent).encode()
+        self._produce(
+            self.settings.results_topic, job.job_id.encode(), stored, [(TRACEPARENT, child)], delivered
+        )
+        return True
 
     async def _run_job(self, key: int, item: _InFlight) -> None:
         # The outcome is queued by the task itself rather than by a done-callback: one event-loop
@@ -358,6 +407,7 @@ class Worker:
             "tenant": job.tenant,
             "webhook_url": job.webhook_url,
             "metadata": job.metadata,
+            "job_digest": job_digest(job),
         }
         if isinstance(outcome, Completion):
             return Result(
@@ -497,6 +547,7 @@ def _expired(job: Job) -> Result:
         webhook_url=job.webhook_url,
         metadata=job.metadata,
         error=ErrorInfo(code="deadline_exceeded", message=f"deadline {job.deadline} passed before it ran"),
+        job_digest=job_digest(job),
     )
 
 
@@ -516,7 +567,14 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:
         start_metrics_server(settings.metrics_port, metrics.registry)
-    return Worker(settings, engine or make_engine(settings), consumers, producer, metrics)
+    view = None
+    if settings.idempotency:
+        folder = settings.idempotency_dir or Path(tempfile.gettempdir())
+        name = re.sub(
+            r"[^A-Za-z0-9_.-]", "_", f"sluice-results-{settings.results_topic}-{settings.worker_id}"
+        )
+        view = StoreFollower(settings, ResultStore(folder / f"{name}.db"), with_jobs=False)
+    return Worker(settings, engine or make_engine(settings), consumers, producer, metrics, view)
 
 
 def run_worker(settings: WorkerSettings, engine: Engine | None = None) -> int:

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from results_sink.store import ResultStore, StoreFollower
 from sluice.settings import ApiSettings
+from sluice.store import ResultStore, StoreFollower
 
 __all__ = ["create_app", "run_api"]
 

@@ -7,6 +7,7 @@ problem as `field: reason (got <value>)`.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -26,6 +27,7 @@ __all__ = [
     "decode_job",
     "decode_result",
     "encode",
+    "job_digest",
     "new_job_id",
     "utcnow",
 ]
@@ -126,6 +128,15 @@ class Result(_Record):
     tenant: str | None = None
     webhook_url: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # job_digest() of the job this answers: tells a resubmission of the same job from a different
+    # job that reuses its id.
+    job_digest: str | None = None
+
+
+def job_digest(job: Job) -> str:
+    """A fingerprint of what a job asks for (everything but when it was submitted)."""
+    content = orjson.dumps(job.model_dump(mode="json", exclude={"submitted_at"}), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(content).hexdigest()[:32]
 
 
 def encode(record: BaseModel) -> bytes:

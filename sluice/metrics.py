@@ -48,6 +48,9 @@ class WorkerMetrics:
             registry=r,
         )
         self.output_tokens = Counter("sluice_worker_output_tokens", "Tokens generated", registry=r)
+        self.replayed = Counter(
+            "sluice_worker_replayed", "Jobs answered from an earlier result instead of run again", registry=r
+        )
 
 
 @dataclass

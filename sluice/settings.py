@@ -170,6 +170,13 @@ class WorkerSettings(KafkaSettings):
     engine_retry_backoff_s: float = Field(1.0, ge=0.0)
     # A job record larger than this goes to the DLQ (message_too_large) instead of the engine.
     max_job_bytes: int = Field(1_000_000, ge=1)
+    # Idempotency: each worker keeps a local view of the results topic (sluice/store.py, SQLite in
+    # idempotency_dir, default TMPDIR); a job id that already has a result is not run again: the
+    # stored result is re-published (or, for a different job reusing the id, the job goes to the
+    # DLQ as job_id_conflict). At start the view is caught up for at most idempotency_catchup_s.
+    idempotency: bool = True
+    idempotency_dir: Path | None = None
+    idempotency_catchup_s: float = Field(30.0, ge=0.0)
     # No job finished for this long while some are in flight: the engine is hung, the worker exits 1.
     # Set it above the longest generation you allow; None turns the watchdog off.
     engine_watchdog_s: float | None = Field(900.0, gt=0.0)

@@ -1,4 +1,5 @@
-"""The result store: a local SQLite view of the compacted results topic (and of submitted job ids).
+"""A local SQLite view of the compacted results topic (and of submitted job ids): the API's result
+store and the workers' idempotency cache.
 
 Like a Kafka Streams global table, every API replica reads every partition itself (assign, no
 group) and keeps its own copy. The view and the offsets it has applied are written in one SQLite
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -27,8 +29,11 @@ __all__ = ["ResultStore", "StoreFollower"]
 
 log = logging.getLogger("sluice.store")
 
+_SCHEMA_VERSION = 2
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB NOT NULL, digest TEXT
+);
 CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, submitted_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT, partition INTEGER, next INTEGER, PRIMARY KEY (topic, partition)
@@ -44,6 +49,12 @@ class ResultStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+            # Only a cache of the topics: an older layout is dropped and rebuilt from Kafka.
+            self.db.executescript(
+                "DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS jobs; DROP TABLE IF EXISTS offsets;"
+            )
+            self.db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
 
@@ -58,6 +69,11 @@ class ResultStore:
         row = self.db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def digest(self, job_id: str) -> str | None:
+        """The job_digest recorded in the job's result, if it has one."""
+        row = self.db.execute("SELECT digest FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else row[0]
+
     def submitted(self, job_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
 
@@ -66,7 +82,7 @@ class ResultStore:
 
     def apply(
         self,
-        results: list[tuple[str, str, bytes]],
+        results: list[tuple[str, str, bytes, str | None]],
         jobs: list[tuple[str, int]],
         offsets: dict[tuple[str, int], int],
     ) -> None:
@@ -74,8 +90,8 @@ class ResultStore:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "INSERT INTO results VALUES (?, ?, ?) ON CONFLICT(job_id) DO UPDATE "
-                "SET status = excluded.status, body = excluded.body",
+                "INSERT INTO results VALUES (?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE "
+                "SET status = excluded.status, body = excluded.body, digest = excluded.digest",
                 results,
             )
             self.db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?)", jobs)
@@ -83,7 +99,7 @@ class ResultStore:
                 "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)",
                 [(t, p, n) for (t, p), n in offsets.items()],
             )
-        for job_id, _, body in results:
+        for job_id, _, body, _ in results:
             for future in self._waiters.pop(job_id, []):
                 if not future.done():
                     future.set_result(body)
@@ -110,9 +126,10 @@ class ResultStore:
 class StoreFollower:
     """Reads the results and jobs topics into a ResultStore, from where it last stopped."""
 
-    def __init__(self, settings: KafkaSettings, store: ResultStore) -> None:
+    def __init__(self, settings: KafkaSettings, store: ResultStore, with_jobs: bool = True) -> None:
         self.settings = settings
         self.store = store
+        self.with_jobs = with_jobs  # also record job ids seen on the jobs topics (for "pending")
         self.consumer = Consumer(
             {
                 **settings.client_config(),
@@ -125,7 +142,9 @@ class StoreFollower:
         self._targets: dict[tuple[str, int], int] = {}
 
     def start(self) -> None:
-        topics = [self.settings.results_topic, self.settings.jobs_topic, self.settings.high_topic]
+        topics = [self.settings.results_topic]
+        if self.with_jobs:
+            topics += [self.settings.jobs_topic, self.settings.high_topic]
         saved = self.store.offsets()
         parts = []
         for topic in topics:
@@ -147,7 +166,7 @@ class StoreFollower:
     def step(self, max_messages: int = 1000) -> int:
         """Apply what the consumer has now; returns how many records it read."""
         messages = self.consumer.consume(max_messages, 0)
-        results: list[tuple[str, str, bytes]] = []
+        results: list[tuple[str, str, bytes, str | None]] = []
         jobs: list[tuple[str, int]] = []
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
@@ -172,17 +191,18 @@ class StoreFollower:
             self._progress(offsets)
         return len(messages)
 
-    def _result(self, msg: Message, job_id: str, out: list[tuple[str, str, bytes]]) -> None:
+    def _result(self, msg: Message, job_id: str, out: list[tuple[str, str, bytes, str | None]]) -> None:
         body = msg.value()
         if body is None:  # a tombstone: compaction will drop the key; so do we
             self.store.db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
             return
         try:
-            status = str(orjson.loads(body).get("status", "unknown"))
+            fields = orjson.loads(body)
+            status, digest = str(fields.get("status", "unknown")), fields.get("job_digest")
         except (orjson.JSONDecodeError, AttributeError):
             log.error("undecodable result for %s at %s", job_id, position(msg))
             return
-        out.append((job_id, status, body))
+        out.append((job_id, status, body, digest if isinstance(digest, str) else None))
 
     def _progress(self, offsets: dict[tuple[str, int], int]) -> None:
         if self.caught_up:
@@ -193,6 +213,14 @@ class StoreFollower:
         if not self._targets:
             self.caught_up = True
             log.info("store caught up", extra={"results": self.store.count()})
+
+    def catch_up(self, timeout_s: float) -> bool:
+        """Apply records until caught up with the results topic as of start(); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up and time.monotonic() < deadline:
+            if self.step() == 0:
+                time.sleep(0.01)
+        return self.caught_up
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
