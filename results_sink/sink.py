@@ -539,4 +539,13 @@ def run_sink(settings: SinkSettings) -> int:
             loop.add_signal_handler(sig, sink.stop)
         return await sink.run()
 
-    return asyncio.run(main())
+    return _run(main())
+
+
+def _run(coro: Any) -> int:
+    """asyncio.run on uvloop: the sink is socket-bound, and uvloop's transports cut its CPU per
+    delivery (bench/sink.py)."""
+    import uvloop
+
+    result: int = uvloop.run(coro)
+    return result
