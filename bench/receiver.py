@@ -1,5 +1,6 @@
 """A lean webhook receiver for benchmarks (its own process): answers 204 at once and records when
-each webhook-id first arrived. GET /dump returns {"seen": {id: unix time}, "bad_signatures": n}.
+each webhook-id first arrived. GET /dump returns {"seen": {id: unix time}, "bad_signatures": n};
+GET /count returns how many ids arrived.
 
 It speaks just enough HTTP/1.1 (keep-alive, content-length bodies) on a bare asyncio Protocol, so
 that on 2 shared cores the CPU goes to the sink being measured, not to the receiver (aiohttp's
@@ -45,6 +46,10 @@ class _Receiver(asyncio.Protocol):
             if len(self.buf) < total:
                 return
             body, self.buf = self.buf[end + 4 : total], self.buf[total:]
+            if lines[0].startswith(b"GET /count"):  # cheap progress polls: the receiver should not
+                out = orjson.dumps(len(_Receiver.seen))  # spend the sink's CPU on the observer
+                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(out) + out)
+                continue
             if lines[0].startswith(b"GET"):
                 out = orjson.dumps({"seen": _Receiver.seen, "bad_signatures": _Receiver.bad})
                 self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(out) + out)

@@ -47,6 +47,10 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _count(port: int) -> int:
+    return int(httpx.get(f"http://127.0.0.1:{port}/count", timeout=30).json())
+
+
 def _dump(port: int) -> tuple[dict[str, float], int]:
     data = httpx.get(f"http://127.0.0.1:{port}/dump", timeout=30).json()
     return data["seen"], data["bad_signatures"]
@@ -81,7 +85,7 @@ def _run(n_load: int, seconds: float, rate: int) -> tuple[float, list[float], st
         )
         try:
             cpu0 = (_cpu_s(sink.pid), _cpu_s(receiver.pid))
-            while len(_dump(port)[0]) < n_load:
+            while _count(port) < n_load:
                 time.sleep(0.5)
             seen, bad = _dump(port)
             arrivals = sorted(seen.values())
@@ -104,11 +108,9 @@ def _run(n_load: int, seconds: float, rate: int) -> tuple[float, list[float], st
                 producer.poll(0)
             producer.flush(30)
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                seen, bad = _dump(port)
-                if all(j in seen for j in sent):
-                    break
+            while time.monotonic() < deadline and _count(port) < n_load + total:
                 time.sleep(0.5)
+            seen, bad = _dump(port)
             latencies = sorted(1000 * (seen[j] - t) for j, t in sent.items() if j in seen)
             return throughput, latencies, f"{cpu}; bad signatures in the sample: {bad}"
         finally:
