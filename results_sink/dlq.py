@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from results_sink.deliveries import decode_delivery
 from results_sink.schedule import RetryPlan
@@ -96,7 +96,7 @@ def _records(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> Iter
             raise KafkaOperationError(f"topic {topic!r} not found")
         ends = {}
         for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout)
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
@@ -112,6 +112,19 @@ def _records(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> Iter
                 ends.pop(partition, None)
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, part: TopicPartition, timeout: float) -> tuple[int, int]:
+    # A topic the sink has just created may not have its partition leaders yet: ask again briefly.
+    for attempt in range(10):
+        try:
+            low, high = consumer.get_watermark_offsets(part, timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if attempt == 9:
+                raise KafkaOperationError(f"cannot read offsets of {part.topic}: {exc}") from exc
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def list_dlq(settings: KafkaSettings, kind: Kind, flt: DlqFilter = DlqFilter()) -> list[DlqEntry]:
