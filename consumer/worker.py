@@ -37,7 +37,7 @@ from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, job_digest, utcnow
 from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
-from sluice.kafka import consumer_config, header, header_pairs, position, producer_config
+from sluice.kafka import consumer_config, header, header_pairs, is_record, position, producer_config
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
@@ -233,10 +233,7 @@ class Worker:
             room = max(1, self.backlog.room(topic))
             messages += consumer.consume(min(room, self.settings.batch_size), 0)
         for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err)
+            if not is_record(msg, log):
                 continue
             tp, offset = position(msg)
             self.backlog.push(msg, self.tracker.add(tp, offset))

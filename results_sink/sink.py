@@ -39,7 +39,15 @@ from sluice.commits import Committer
 from sluice.contract import decode_result
 from sluice.errors import ConfigError, ContractError
 from sluice.heap import settle_heap
-from sluice.kafka import TopicSpec, consumer_config, ensure_topics, header, position, producer_config
+from sluice.kafka import (
+    TopicSpec,
+    consumer_config,
+    ensure_topics,
+    header,
+    is_record,
+    position,
+    producer_config,
+)
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
@@ -186,7 +194,7 @@ class Sink:
     def _poll_results(self) -> int:
         messages = self.results.consume(max(1, self._room()), 0)
         for msg in messages:
-            if _usable(msg):
+            if is_record(msg, log):
                 self._fan_out(msg)
         return len(messages)
 
@@ -228,7 +236,7 @@ class Sink:
         held: set[TP] = set()
         now = time.time()
         for msg in messages:
-            if not _usable(msg):
+            if not is_record(msg, log):
                 continue
             tp, offset = position(msg)
             if tp in held:
@@ -478,15 +486,6 @@ class Sink:
         for task, (item, _) in list(self._tasks.items()):
             if item.source.tp in gone:
                 task.cancel()
-
-
-def _usable(msg: Message) -> bool:
-    err = msg.error()
-    if err is None:
-        return True
-    if err.code() != KafkaError._PARTITION_EOF:
-        log.warning("consume error: %s", err)
-    return False
 
 
 def _attempt_class(outcome: Outcome) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "consumer_config",
     "create_topics",
     "header",
+    "is_record",
     "position",
     "producer_config",
     "topic_specs",
@@ -82,6 +84,16 @@ def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
         return []
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
+
+
+def is_record(msg: Message, log: logging.Logger) -> bool:
+    """True for a real record from consume(); an error event is logged (end-of-partition quietly)."""
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("consume error: %s", err)
+    return False
 
 
 def position(msg: Message) -> tuple[tuple[str, int], int]:

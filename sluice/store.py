@@ -20,9 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
-from sluice.kafka import position
+from sluice.kafka import is_record, position
 from sluice.settings import KafkaSettings
 
 __all__ = ["ResultStore", "StoreFollower"]
@@ -170,10 +170,7 @@ class StoreFollower:
         jobs: list[tuple[str, int]] = []
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err)
+            if not is_record(msg, log):
                 continue
             tp, offset = position(msg)
             offsets[tp] = offset + 1
