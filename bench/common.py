@@ -93,12 +93,26 @@ def load(bootstrap: str, topic: str, n: int, make: Callable[[int], tuple[bytes, 
     assert producer.flush(120) == 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_committed(
-    bootstrap: str, group: str, topic: str, partitions: int, n: int, timeout: float = 600
+    bootstrap: str,
+    group: str,
+    topic: str,
+    partitions: int,
+    n: int,
+    timeout: float = 600,
+    cpu: list[float] | None = None,
+    pid: int | None = None,
 ) -> tuple[float, float, int]:
     """Sample the group's progress until n are committed; returns (t_first, t_last, done_at_first).
 
     t_first is the first sample with progress > 0, so start-up and group join are excluded.
+    With `pid`, the process's CPU seconds at the first and last sample are appended to `cpu`.
     """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -114,7 +128,11 @@ def wait_committed(
             now = time.perf_counter()
             if done > 0 and first is None:
                 first = (now, done)
+                if pid is not None and cpu is not None:
+                    cpu.append(cpu_seconds(pid))
             if done >= n and first is not None:
+                if pid is not None and cpu is not None:
+                    cpu.append(cpu_seconds(pid))
                 return first[0], now, first[1]
             time.sleep(0.05)
     finally:

@@ -3,23 +3,28 @@
 Loads N jobs, starts one `sluice worker` process (FakeEngine with zero latency), and samples the
 group's committed offsets: rate = jobs committed between the first progress sample and the last /
 elapsed. Committed means: result acknowledged by Kafka (acks=all) and offset committed.
-Run with logging off (WARNING), at the default INFO (no per-job line) and at DEBUG (two JSON lines
-per job), all with the idempotency cache on (the default), and once more with logging and the cache
-off; interleaved.
+Also the worker process's CPU time per job over the same window (/proc; all its threads, so the
+log writer thread counts): steadier than jobs/s on a shared 2-core machine.
+Run with logging off (WARNING), at the default INFO (one "job done" access line per job) and at
+DEBUG (plus a LogRecord line per admitted job), all with the idempotency cache on (the default),
+and once more with logging and the cache off; interleaved.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 
+from bench import logcost
 from bench.common import kafka, load, topics, wait_committed
 from sluice.contract import Job, SamplingParams, encode
 
 
-def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -> float:
+def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -> tuple[float, float]:
+    """(jobs/s, worker CPU µs per job) of one run."""
     s = topics(bootstrap)
     sampling = SamplingParams(max_tokens=16)
 
@@ -48,44 +53,63 @@ def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -
             stdout=log,
             stderr=log,
         )
+        cpu: list[float] = []
         try:
-            t0, t1, done0 = wait_committed(bootstrap, group, s.jobs_topic, 12, n)
+            t0, t1, done0 = wait_committed(bootstrap, group, s.jobs_topic, 12, n, cpu=cpu, pid=proc.pid)
         finally:
             proc.terminate()
             proc.wait(60)
-    return (n - done0) / (t1 - t0)
+    return (n - done0) / (t1 - t0), 1e6 * (cpu[1] - cpu[0]) / (n - done0)
 
 
 LEVELS = {
     "NOIDEM": "logging off, idempotency cache off",
     "WARNING": "logging off (WARNING)",
-    "INFO": "logging on at the default INFO (lifecycle lines; none per job)",
-    "DEBUG": "logging on at DEBUG (2 JSON lines per job)",
+    "INFO": 'logging on at the default INFO (one "job done" line per job)',
+    "DEBUG": "logging on at DEBUG (plus one LogRecord line per job)",
 }
 
 
 def main(n: int = 100_000, rounds: int = 3) -> list[str]:
     rates: dict[str, list[float]] = {level: [] for level in LEVELS}
+    cpus: dict[str, list[float]] = {level: [] for level in LEVELS}
     with kafka() as bootstrap:
         for _ in range(rounds):  # interleaved so drift hits every level alike
             for level in LEVELS:
                 if level == "NOIDEM":
-                    rates[level].append(run_once(bootstrap, n, "WARNING", idempotency=False))
+                    rate, cpu = run_once(bootstrap, n, "WARNING", idempotency=False)
                 else:
-                    rates[level].append(run_once(bootstrap, n, level))
+                    rate, cpu = run_once(bootstrap, n, level)
+                rates[level].append(rate)
+                cpus[level].append(cpu)
     best = {level: max(r) for level, r in rates.items()}
+    med = {level: statistics.median(c) for level, c in cpus.items()}
     rows = []
     for level, label in LEVELS.items():
         runs = " / ".join(f"{x:,.0f}" for x in rates[level])
-        cost_pct = 100 * (1 - best[level] / best["WARNING"])
+        cpu_runs = " / ".join(f"{x:.1f}" for x in cpus[level])
         if level == "NOIDEM":
-            cost = f" (the cache costs {100 * (1 - best['WARNING'] / best['NOIDEM']):.1f} %)"
+            cost = (
+                f"the cache costs {100 * (1 - best['WARNING'] / best['NOIDEM']):.1f} % jobs/s, "
+                f"{100 * (med['WARNING'] / med['NOIDEM'] - 1):.1f} % CPU"
+            )
+        elif level == "WARNING":
+            cost = ""
         else:
-            cost = "" if level == "WARNING" else f" (throughput cost vs off: {cost_pct:.1f} %)"
+            cost = (
+                f"logging costs {100 * (1 - best[level] / best['WARNING']):.1f} % jobs/s, "
+                f"{100 * (med[level] / med['WARNING'] - 1):.1f} % CPU per job"
+            )
         rows.append(
-            f"| one worker, instant FakeEngine, {label} | {n:,} | {runs} "
-            f"| **{best[level]:,.0f}** jobs/s{cost} |"
+            f"| one worker, instant FakeEngine, {label} | {n:,} | {runs} | **{best[level]:,.0f}** "
+            f"| {cpu_runs} | **{med[level]:.1f}** | {cost} |"
         )
+    extra = logcost.main()
+    rows.append(
+        f"| the access line alone, in one process without Kafka (bench/logcost.py, 5 interleaved rounds) "
+        f"| 300,000 | | | | {extra:.2f} extra | {100 * extra / med['WARNING']:.1f} % of the median CPU per job "
+        f"with logging off above |"
+    )
     return rows
 
 

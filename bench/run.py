@@ -80,8 +80,10 @@ def main() -> None:
             "Plumbing headroom (bench/plumbing.py)",
             "Jobs/s one worker process carries with an instant FakeEngine; each job is decoded, run, its "
             "result produced with acks=all and acknowledged, and its offset committed. Three interleaved "
-            "rounds each.",
-            "| setup | jobs | rounds | best |\n| --- | --- | --- | --- |",
+            "rounds each; CPU is the worker process's CPU time (all threads) per job over the same window.",
+            "| setup | jobs | jobs/s per round | best jobs/s | CPU µs/job per round | median CPU µs/job "
+            "| cost |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |",
             plumbing.main,
         ),
         (

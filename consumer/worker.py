@@ -38,6 +38,7 @@ from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, job_dige
 from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, is_record, position, producer_config
+from sluice.logs import JobLog
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
@@ -70,6 +71,16 @@ class _InFlight:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass(slots=True)
+class _Admitted:
+    """A decoded job on its way to the engine (or to the idempotency cache's answer)."""
+
+    msg: Message
+    epoch: int
+    job: Job
+    traceparent: str
+
+
 class Worker:
     """Consumes jobs, runs them on an Engine, publishes Results, commits in order."""
 
@@ -97,6 +108,8 @@ class Worker:
         )
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
         self.url_policy = settings.url_policy()
+        # The access log: one INFO line per job published, batched per loop turn (sluice.logs).
+        self.job_log = JobLog("sluice.worker.jobs", "job done")
         topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
         self.backlog = Backlog(
             topics,
@@ -160,6 +173,7 @@ class Worker:
             self._watchdog()
             self._publish_finished()
             self.committer.maybe_commit()
+            self.job_log.flush()
             self._apply_backpressure()
             if not polled and not self._finished:
                 await self._idle()
@@ -191,6 +205,7 @@ class Worker:
         if left:
             log.warning("drain timeout: %d jobs left for redelivery", len(left))
         self._publish_finished()
+        self.job_log.flush(force=True)
         self.producer.flush(30)
         self.committer.commit(sync=True)
 
@@ -240,33 +255,56 @@ class Worker:
         return len(messages)
 
     def _admit(self) -> None:
-        """Start backlog jobs on the engine while it has room, high priority first."""
-        while len(self._running) < self.max_in_flight:
+        """Start backlog jobs on the engine while it has room, high priority first.
+
+        Jobs are decoded first and looked up in the idempotency cache together: one SQLite query
+        per admitted batch, not one per job.
+        """
+        room = self.max_in_flight - len(self._running)
+        batch: list[_Admitted] = []
+        while len(batch) < room:
             entry = self.backlog.pop()
             if entry is None:
-                return
+                break
             msg, epoch = entry
             tp, _ = position(msg)
-            if self.tracker.epoch(tp) == epoch:  # else revoked while waiting: its new owner runs it
-                self._start(msg, epoch)
+            if self.tracker.epoch(tp) != epoch:  # revoked while waiting: its new owner runs it
+                continue
+            admitted = self._decode(msg, epoch)
+            if admitted is not None:
+                batch.append(admitted)
+        if not batch:
+            return
+        answered: dict[str, str | None] = {}
+        if self.results_view is not None:
+            answered = self.results_view.store.digests([a.job.job_id for a in batch])
+        for admitted in batch:
+            if admitted.job.job_id in answered:
+                self._answer_from_store(admitted, answered[admitted.job.job_id])
+            else:
+                self._start(admitted)
 
-    def _start(self, msg: Message, epoch: int) -> None:
-        tp, offset = position(msg)
+    def _decode(self, msg: Message, epoch: int) -> _Admitted | None:
+        """The job in a record, or None when the record went to the DLQ instead."""
+        tp, _ = position(msg)
         traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
         value = msg.value()
         if value is not None and len(value) > self.settings.max_job_bytes:
             reason = f"job record is {len(value)} bytes; the limit is {self.settings.max_job_bytes}"
             self._to_dlq(msg, tp, epoch, "message_too_large", reason, traceparent)
-            return
+            return None
         try:
             job = decode_job(value)
             if job.webhook_url is not None:  # a producer that skipped the submit-time check
                 self.url_policy.check_url(job.webhook_url)
         except (ContractError, ForbiddenUrlError) as exc:
             self._to_dlq(msg, tp, epoch, exc.code, str(exc), traceparent)
-            return
-        if self.results_view is not None and self._answered_before(msg, tp, epoch, job, traceparent):
-            return
+            return None
+        return _Admitted(msg, epoch, job, traceparent)
+
+    def _start(self, admitted: _Admitted) -> None:
+        msg, epoch, job, traceparent = admitted.msg, admitted.epoch, admitted.job, admitted.traceparent
+        tp, offset = position(msg)
         _, ts_ms = msg.timestamp()
         enqueued = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms > 0 else None
         now = utcnow()
@@ -283,23 +321,24 @@ class Worker:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
 
-    def _answered_before(self, msg: Message, tp: TP, epoch: int, job: Job, traceparent: str) -> bool:
-        """If the job id already has a result: re-publish it (same job) or dead-letter the job (a
-        different job reusing the id) instead of running it again. True when handled here."""
+    def _answer_from_store(self, admitted: _Admitted, prior: str | None) -> None:
+        """The job id already has a result: re-publish it (same job) or dead-letter the job (a
+        different job reusing the id) instead of running it again."""
         assert self.results_view is not None
-        stored = self.results_view.store.result(job.job_id)
-        if stored is None:
-            return False
+        msg, epoch, job, traceparent = admitted.msg, admitted.epoch, admitted.job, admitted.traceparent
+        tp, offset = position(msg)
         digest = job_digest(job)
-        prior = self.results_view.store.digest(job.job_id)
+        stored = self.results_view.store.result(job.job_id)
+        if stored is None:  # deleted (tombstone) since the lookup: run it
+            self._start(admitted)
+            return
         if prior is not None and prior != digest:
             reason = (
                 f"job id {job.job_id!r} already has a result for a different job "
                 f"(digest {prior}, this one {digest}); not run"
             )
             self._to_dlq(msg, tp, epoch, "job_id_conflict", reason, traceparent)
-            return True
-        _, offset = position(msg)
+            return
         self.stats["replayed"] += 1
         self.metrics.replayed.inc()
 
@@ -313,7 +352,6 @@ class Worker:
         self._produce(
             self.settings.results_topic, job.job_id.encode(), stored, [(TRACEPARENT, child)], delivered
         )
-        return True
 
     async def _run_job(self, key: int, item: _InFlight) -> None:
         # The outcome is queued by the task itself rather than by a done-callback: one event-loop
@@ -389,9 +427,17 @@ class Worker:
             [(TRACEPARENT, child.encode())],
             delivered,
         )
-        if log.isEnabledFor(logging.DEBUG):
-            extra = {"job_id": result.job_id, "traceparent": child, "status": result.status}
-            log.debug("result published", extra=extra)
+        if self.job_log.enabled:
+            code = None if result.error is None else result.error.code
+            self.job_log.rows.append(
+                {
+                    "job_id": result.job_id,
+                    "status": result.status,
+                    "error_code": code,
+                    "output_tokens": result.output_tokens,
+                    "traceparent": child,
+                }
+            )
 
     def _result(self, item: _InFlight, outcome: Completion | BaseException) -> Result:
         job = item.job

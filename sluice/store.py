@@ -69,10 +69,15 @@ class ResultStore:
         row = self.db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def digest(self, job_id: str) -> str | None:
-        """The job_digest recorded in the job's result, if it has one."""
-        row = self.db.execute("SELECT digest FROM results WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else row[0]
+    def digests(self, job_ids: list[str]) -> dict[str, str | None]:
+        """Which of these job ids have a result (-> its job_digest), in one query per 500 ids."""
+        found: dict[str, str | None] = {}
+        for i in range(0, len(job_ids), 500):
+            chunk = job_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT job_id, digest FROM results WHERE job_id IN ({marks})", chunk)
+            found.update(rows.fetchall())
+        return found
 
     def submitted(self, job_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None

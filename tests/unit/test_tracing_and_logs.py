@@ -5,8 +5,9 @@ import logging
 import threading
 
 import orjson
+import pytest
 
-from sluice.logs import configure_logging
+from sluice.logs import JobLog, configure_logging
 from sluice.settings import SinkSettings, WorkerSettings
 from sluice.tracing import child_traceparent, ensure_traceparent, is_valid, new_traceparent, trace_id
 
@@ -43,6 +44,47 @@ def test_logs_are_json_lines_with_job_fields() -> None:
     assert entry["service"] == "test-svc"
     assert entry["job_id"] == "j1" and entry["traceparent"] == "00-a"
     assert entry["level"] == "info"
+
+
+def test_job_lines_are_batched_to_the_writer_and_keep_order() -> None:
+    out = io.StringIO()
+    listener = configure_logging("test-svc", "INFO", stream=out)
+    try:
+        jobs = JobLog("sluice.worker.jobs", "job done")
+        assert jobs.enabled
+        jobs.rows += [{"job_id": "j1", "status": "succeeded"}, {"job_id": "j2", "status": "failed"}]
+        logging.getLogger("sluice.x").info("between")
+        jobs.flush()
+        assert len(jobs.rows) == 2  # too few and too soon: kept for the next turn
+        jobs.flush(force=True)
+        assert jobs.rows == []
+        jobs.flush(force=True)  # nothing left: writes nothing
+    finally:
+        listener.stop()
+        logging.getLogger().handlers.clear()
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["msg"], e.get("job_id"), e.get("status")) for e in lines] == [
+        ("between", None, None),
+        ("job done", "j1", "succeeded"),
+        ("job done", "j2", "failed"),
+    ]
+    assert lines[1]["logger"] == "sluice.worker.jobs" and lines[1]["service"] == "test-svc"
+
+
+def test_job_lines_without_the_writer_are_ordinary_records(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sluice.worker.jobs")
+    jobs = JobLog("sluice.worker.jobs", "job done")
+    jobs.rows.append({"job_id": "j1", "status": "succeeded"})
+    jobs.flush(force=True)
+    assert [(r.getMessage(), r.job_id, r.status) for r in caplog.records] == [("job done", "j1", "succeeded")]  # type: ignore[attr-defined]
+
+
+def test_job_lines_are_off_below_info() -> None:
+    logging.getLogger("sluice.quiet").setLevel(logging.WARNING)
+    try:
+        assert not JobLog("sluice.quiet", "job done").enabled
+    finally:
+        logging.getLogger("sluice.quiet").setLevel(logging.NOTSET)
 
 
 def test_logging_never_waits_for_the_writer() -> None:

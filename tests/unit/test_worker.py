@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import KafkaError
 
 from consumer.engine import Completion
@@ -215,7 +217,9 @@ def test_expired_jobs_are_answered_without_running() -> None:
     asyncio.run(main())
 
 
-def test_a_failing_job_gets_a_failed_result_and_the_others_continue() -> None:
+def test_a_failing_job_gets_a_failed_result_and_the_others_continue(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sluice.worker.jobs")
+
     async def main() -> None:
         worker, consumer, producer = make()
         consumer.add(T, 0, encode(Job(job_id="bad", model="m", prompt=f"x {FAIL_MARKER}")), b"bad")
@@ -230,6 +234,12 @@ def test_a_failing_job_gets_a_failed_result_and_the_others_continue() -> None:
         assert [by_id[f"j0-{i}"].status for i in range(3)] == ["succeeded"] * 3
 
     asyncio.run(main())
+    # The access log: one "job done" line per published result, with its status and error code.
+    done = {r.job_id: (r.status, r.error_code) for r in caplog.records if r.getMessage() == "job done"}  # type: ignore[attr-defined]
+    assert done == {
+        "bad": ("failed", "permanent_error"),
+        **{f"j0-{i}": ("succeeded", None) for i in range(3)},
+    }
 
 
 def test_undecodable_messages_go_to_the_dlq_with_their_reason() -> None:
