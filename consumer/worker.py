@@ -39,6 +39,7 @@ from sluice.errors import ContractError, EngineDeadError, PermanentError, Retrya
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, is_record, position, producer_config
 from sluice.logs import JobLog
+from sluice.loop import run as run_loop
 from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
@@ -616,7 +617,7 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
         name = re.sub(
             r"[^A-Za-z0-9_.-]", "_", f"sluice-results-{settings.results_topic}-{settings.worker_id}"
         )
-        view = StoreFollower(settings, ResultStore(folder / f"{name}.db"), with_jobs=False)
+        view = StoreFollower(settings, ResultStore(folder / f"{name}.db"), with_jobs=False, bulk=True)
     return Worker(settings, engine or make_engine(settings), consumers, producer, metrics, view)
 
 
@@ -630,4 +631,4 @@ def run_worker(settings: WorkerSettings, engine: Engine | None = None) -> int:
             loop.add_signal_handler(sig, worker.stop)
         return await worker.run()
 
-    return asyncio.run(main())
+    return run_loop(main())

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings
 from sluice.store import ResultStore, StoreFollower
 
@@ -102,4 +103,4 @@ def run_api(settings: ApiSettings) -> int:
         store.close()
         return 0
 
-    return asyncio.run(main())
+    return run_loop(main())

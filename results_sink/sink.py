@@ -48,6 +48,7 @@ from sluice.kafka import (
     position,
     producer_config,
 )
+from sluice.loop import run as run_loop
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
@@ -538,13 +539,4 @@ def run_sink(settings: SinkSettings) -> int:
             loop.add_signal_handler(sig, sink.stop)
         return await sink.run()
 
-    return _run(main())
-
-
-def _run(coro: Any) -> int:
-    """asyncio.run on uvloop: the sink is socket-bound, and uvloop's transports cut its CPU per
-    delivery (bench/sink.py)."""
-    import uvloop
-
-    result: int = uvloop.run(coro)
-    return result
+    return run_loop(main())

@@ -131,18 +131,24 @@ class ResultStore:
 class StoreFollower:
     """Reads the results and jobs topics into a ResultStore, from where it last stopped."""
 
-    def __init__(self, settings: KafkaSettings, store: ResultStore, with_jobs: bool = True) -> None:
+    def __init__(
+        self, settings: KafkaSettings, store: ResultStore, with_jobs: bool = True, bulk: bool = False
+    ) -> None:
         self.settings = settings
         self.store = store
         self.with_jobs = with_jobs  # also record job ids seen on the jobs topics (for "pending")
-        self.consumer = Consumer(
-            {
-                **settings.client_config(),
-                "group.id": f"sluice-store-{uuid.uuid4().hex[:8]}",  # never commits; offsets live in SQLite
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        config = {
+            **settings.client_config(),
+            "group.id": f"sluice-store-{uuid.uuid4().hex[:8]}",  # never commits; offsets live in SQLite
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+        if bulk:
+            # A follower that may lag a little (the workers' idempotency cache) fetches in large
+            # batches: with the defaults it sent a fetch per trickle of results, which cost the
+            # worker and the broker more CPU than storing the results did.
+            config |= {"fetch.min.bytes": 256 * 1024, "fetch.wait.max.ms": 200}
+        self.consumer = Consumer(config)
         self.caught_up = False
         self._targets: dict[tuple[str, int], int] = {}
 
