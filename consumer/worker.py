@@ -34,7 +34,15 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
 from sluice.commits import Committer
-from sluice.contract import ErrorInfo, Job, Result, decode_job, encode, job_digest, utcnow
+from sluice.contract import (
+    ErrorInfo,
+    Job,
+    ResultStatus,
+    decode_job,
+    encode_result,
+    job_digest,
+    utcnow,
+)
 from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, is_record, position, producer_config
@@ -311,7 +319,7 @@ class Worker:
         now = utcnow()
         item = _InFlight(job, tp, offset, epoch, traceparent, enqueued, now, time.monotonic())
         if job.deadline is not None and job.deadline <= now:
-            self._publish(item, _expired(job))
+            self._publish(item, None)
             return
         if enqueued is not None:
             self.metrics.queue_wait.observe(max(0.0, (now - enqueued).total_seconds()))
@@ -408,10 +416,12 @@ class Worker:
             self._unreported_tokens = 0
         self.metrics.in_flight.set(len(self._running))
 
-    def _publish(self, item: _InFlight, outcome: Completion | BaseException | Result) -> None:
-        result = outcome if isinstance(outcome, Result) else self._result(item, outcome)
-        self.stats[result.status] += 1
-        self._unreported_tokens += result.output_tokens
+    def _publish(self, item: _InFlight, outcome: Completion | BaseException | None) -> None:
+        """Produce a finished job's Result (outcome None: its deadline passed before it ran)."""
+        job = item.job
+        status, data, tokens, error = self._result(item, outcome)
+        self.stats[status] += 1
+        self._unreported_tokens += tokens
         child = child_traceparent(item.traceparent)
         tp, offset, epoch = item.tp, item.offset, item.epoch
 
@@ -419,31 +429,43 @@ class Worker:
             if err is None:
                 self.tracker.done(tp, offset, epoch)
             else:
-                self._fail(f"result for job {result.job_id} not stored: {err}")
+                self._fail(f"result for job {job.job_id} not stored: {err}")
 
         self._produce(
-            self.settings.results_topic,
-            result.job_id.encode(),
-            encode(result),
-            [(TRACEPARENT, child.encode())],
-            delivered,
+            self.settings.results_topic, job.job_id.encode(), data, [(TRACEPARENT, child.encode())], delivered
         )
         if self.job_log.enabled:
-            code = None if result.error is None else result.error.code
             self.job_log.rows.append(
                 {
-                    "job_id": result.job_id,
-                    "status": result.status,
-                    "error_code": code,
-                    "output_tokens": result.output_tokens,
+                    "job_id": job.job_id,
+                    "status": status,
+                    "error_code": None if error is None else error.code,
+                    "output_tokens": tokens,
                     "traceparent": child,
                 }
             )
 
-    def _result(self, item: _InFlight, outcome: Completion | BaseException) -> Result:
+    def _result(
+        self, item: _InFlight, outcome: Completion | BaseException | None
+    ) -> tuple[ResultStatus, bytes, int, ErrorInfo | None]:
+        """(status, the Result's bytes, output tokens, error) of a finished job."""
         job = item.job
+        digest = job_digest(job)
+        if outcome is None:
+            message = f"deadline {job.deadline} passed before it ran"
+            error = ErrorInfo(code="deadline_exceeded", message=message)
+            data = encode_result(
+                job.job_id,
+                "expired",
+                model=job.model,
+                tenant=job.tenant,
+                webhook_url=job.webhook_url,
+                metadata=job.metadata,
+                error=error,
+                job_digest=digest,
+            )
+            return "expired", data, 0, error
         common: dict[str, Any] = {
-            "job_id": job.job_id,
             "model": job.model,
             "enqueued_at": item.enqueued_at,
             "started_at": item.started_at,
@@ -451,17 +473,19 @@ class Worker:
             "tenant": job.tenant,
             "webhook_url": job.webhook_url,
             "metadata": job.metadata,
-            "job_digest": job_digest(job),
+            "job_digest": digest,
         }
         if isinstance(outcome, Completion):
-            return Result(
-                status="succeeded",
+            data = encode_result(
+                job.job_id,
+                "succeeded",
                 output=outcome.output,
                 finish_reason=outcome.finish_reason,
                 prompt_tokens=outcome.prompt_tokens,
                 output_tokens=outcome.output_tokens,
                 **common,
             )
+            return "succeeded", data, outcome.output_tokens, None
         if isinstance(outcome, PermanentError):
             code = outcome.code
         elif isinstance(outcome, RetryableError):
@@ -469,7 +493,8 @@ class Worker:
         else:
             code = "engine_error"
         log.warning("job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent})
-        return Result(status="failed", error=ErrorInfo(code=code, message=str(outcome)[:2000]), **common)
+        error = ErrorInfo(code=code, message=str(outcome)[:2000])
+        return "failed", encode_result(job.job_id, "failed", error=error, **common), 0, error
 
     def _to_dlq(self, msg: Message, tp: TP, epoch: int, code: str, reason: str, traceparent: str) -> None:
         _, offset = position(msg)
@@ -580,19 +605,6 @@ class Worker:
 
 
 _MAX_COPIED_HEADER_BYTES = 64 * 1024
-
-
-def _expired(job: Job) -> Result:
-    return Result(
-        job_id=job.job_id,
-        status="expired",
-        model=job.model,
-        tenant=job.tenant,
-        webhook_url=job.webhook_url,
-        metadata=job.metadata,
-        error=ErrorInfo(code="deadline_exceeded", message=f"deadline {job.deadline} passed before it ran"),
-        job_digest=job_digest(job),
-    )
 
 
 def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Worker:

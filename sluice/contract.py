@@ -23,10 +23,12 @@ __all__ = [
     "ErrorInfo",
     "Job",
     "Result",
+    "ResultStatus",
     "SamplingParams",
     "decode_job",
     "decode_result",
     "encode",
+    "encode_result",
     "job_digest",
     "new_job_id",
     "utcnow",
@@ -109,12 +111,15 @@ class ErrorInfo(_Record):
     message: str
 
 
+ResultStatus = Literal["succeeded", "failed", "expired"]
+
+
 class Result(_Record):
     """The outcome of one job, keyed by job_id on the results topic."""
 
     v: int = SCHEMA_VERSION
     job_id: str
-    status: Literal["succeeded", "failed", "expired"]
+    status: ResultStatus
     model: str | None = None
     output: str | None = None
     finish_reason: str | None = None
@@ -137,6 +142,51 @@ def job_digest(job: Job) -> str:
     """A fingerprint of what a job asks for (everything but when it was submitted)."""
     content = orjson.dumps(job.model_dump(mode="json", exclude={"submitted_at"}), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(content).hexdigest()[:32]
+
+
+def encode_result(
+    job_id: str,
+    status: ResultStatus,
+    *,
+    model: str | None = None,
+    output: str | None = None,
+    finish_reason: str | None = None,
+    prompt_tokens: int = 0,
+    output_tokens: int = 0,
+    enqueued_at: datetime | None = None,
+    started_at: datetime | None = None,
+    error: ErrorInfo | None = None,
+    worker_id: str | None = None,
+    tenant: str | None = None,
+    webhook_url: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    job_digest: str | None = None,
+) -> bytes:
+    """encode(Result(...)) without building the model: the worker's hot path, where every value
+    comes from a validated Job or from the engine. Byte for byte the same as encode(Result(...))
+    (tests/unit/test_contract.py holds it to that); building and dumping the model cost ~8 % of a
+    job with an instant engine."""
+    return orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "job_id": job_id,
+            "status": status,
+            "model": model,
+            "output": output,
+            "finish_reason": finish_reason,
+            "prompt_tokens": prompt_tokens,
+            "output_tokens": output_tokens,
+            "enqueued_at": enqueued_at,
+            "started_at": started_at,
+            "finished_at": utcnow(),
+            "error": None if error is None else {"code": error.code, "message": error.message},
+            "worker_id": worker_id,
+            "tenant": tenant,
+            "webhook_url": webhook_url,
+            "metadata": {} if metadata is None else metadata,
+            "job_digest": job_digest,
+        }
+    )
 
 
 def encode(record: BaseModel) -> bytes:

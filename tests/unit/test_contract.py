@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
 
-from sluice.contract import Job, Result, SamplingParams, decode_job, decode_result, encode
+from sluice.contract import (
+    ErrorInfo,
+    Job,
+    Result,
+    SamplingParams,
+    decode_job,
+    decode_result,
+    encode,
+    encode_result,
+)
 from sluice.errors import ContractError
 
 
@@ -123,3 +133,36 @@ def test_result_round_trips_and_rejects_unknown_status() -> None:
     with pytest.raises(ContractError) as info:
         decode_result(orjson.dumps({"v": 1, "job_id": "j", "status": "done"}))
     assert info.value.problems[0].field == "status"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "status": "succeeded",
+            "output": "hi ✓",
+            "finish_reason": "stop",
+            "prompt_tokens": 3,
+            "output_tokens": 2,
+        },
+        {
+            "status": "failed",
+            "model": "m",
+            "error": ErrorInfo(code="prompt_too_long", message="prompt is 9 tokens; the limit is 8"),
+            "enqueued_at": datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+            "started_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+            "worker_id": "w-1",
+            "tenant": "acme",
+            "webhook_url": "https://example.com/hook",
+            "metadata": {"row": 7, "nested": {"b": [1, 2.5, None], "a": "x"}},
+            "job_digest": "d" * 32,
+        },
+        {"status": "expired", "error": ErrorInfo(code="deadline_exceeded", message="late")},
+    ],
+)
+def test_the_fast_result_encoder_writes_what_the_model_writes(fields: dict[str, Any]) -> None:
+    fast = orjson.loads(encode_result("job-1", **fields))
+    model = orjson.loads(encode(Result(job_id="job-1", **fields)))
+    assert isinstance(fast.pop("finished_at"), str) and isinstance(model.pop("finished_at"), str)
+    assert list(fast.items()) == list(model.items())  # same fields, same values, same order
+    assert decode_result(encode_result("job-1", **fields)).status == fields["status"]
