@@ -21,7 +21,7 @@ $(shell mkdir -p $(SLUICE_CACHE_DIR)/tmp)
 STAMP := $(VENV)/.installed
 FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
 
-.PHONY: help install demo test unit integration lint typecheck bench broker topics clean
+.PHONY: help install demo test unit integration chaos lint typecheck bench broker topics clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test: $(STAMP) $(FAUST_VENV)/.installed lint typecheck ## lint, type-check, unit
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
+
+chaos: $(STAMP) ## the chaos suite, both delivery modes; tables go to RELIABILITY.md (make test runs it too)
+	$(BIN)/python -m tests.chaos.harness --write RELIABILITY.md
+	$(BIN)/python -m tests.chaos.harness --exactly-once --write RELIABILITY.md
 
 integration: $(STAMP) ## integration tests on the real broker
 	$(BIN)/pytest -q tests/integration

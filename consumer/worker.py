@@ -53,6 +53,7 @@ from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
 from sluice.store import ResultStore, StoreFollower
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
+from sluice.transactions import Record, Transactions
 from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["Worker", "create_worker"]
@@ -112,7 +113,14 @@ class Worker:
         self.producer = producer
         self.metrics = metrics
         self.tracker = OffsetTracker()
-        self.committer = Committer(
+        self.transactions = (
+            Transactions(
+                producer, consumers, self.tracker, settings.commit_interval_s, on_commit=metrics.commits.inc
+            )
+            if settings.exactly_once
+            else None
+        )
+        self.committer: Committer | Transactions = self.transactions or Committer(
             self.tracker, consumers, settings.commit_interval_s, on_commit=metrics.commits.inc
         )
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
@@ -151,6 +159,8 @@ class Worker:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 fatal)."""
         await self.engine.start()
+        if self.transactions is not None:
+            self.transactions.start()
         if self.results_view is not None:
             self.results_view.start()
             caught_up = self.results_view.catch_up(self.settings.idempotency_catchup_s)
@@ -351,16 +361,9 @@ class Worker:
         self.stats["replayed"] += 1
         self.metrics.replayed.inc()
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                self.tracker.done(tp, offset, epoch)
-            else:
-                self._fail(f"stored result for job {job.job_id} not re-published: {err}")
-
         child = child_traceparent(traceparent).encode()
-        self._produce(
-            self.settings.results_topic, job.job_id.encode(), stored, [(TRACEPARENT, child)], delivered
-        )
+        record = (self.settings.results_topic, job.job_id.encode(), stored, [(TRACEPARENT, child)])
+        self._produce(record, (tp, offset, epoch), f"stored result for job {job.job_id}")
 
     async def _run_job(self, key: int, item: _InFlight) -> None:
         # The outcome is queued by the task itself rather than by a done-callback: one event-loop
@@ -423,17 +426,8 @@ class Worker:
         self.stats[status] += 1
         self._unreported_tokens += tokens
         child = child_traceparent(item.traceparent)
-        tp, offset, epoch = item.tp, item.offset, item.epoch
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                self.tracker.done(tp, offset, epoch)
-            else:
-                self._fail(f"result for job {job.job_id} not stored: {err}")
-
-        self._produce(
-            self.settings.results_topic, job.job_id.encode(), data, [(TRACEPARENT, child.encode())], delivered
-        )
+        record = (self.settings.results_topic, job.job_id.encode(), data, [(TRACEPARENT, child.encode())])
+        self._produce(record, (item.tp, item.offset, item.epoch), f"result for job {job.job_id}")
         if self.job_log.enabled:
             self.job_log.rows.append(
                 {
@@ -503,12 +497,6 @@ class Worker:
         extra = {"code": code, "partition": tp[1], "offset": offset, "traceparent": traceparent}
         log.warning("message sent to DLQ: %s", reason, extra=extra)
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                self.tracker.done(tp, offset, epoch)
-            else:
-                self._fail(f"DLQ record for {tp}@{offset} not stored: {err}")
-
         headers = header_pairs(msg.headers())
         if sum(len(k) + len(v) for k, v in headers) > _MAX_COPIED_HEADER_BYTES:
             # Copied as they are they could push the DLQ record over the broker's size limit, and a
@@ -522,14 +510,28 @@ class Worker:
             ("sluice.source.offset", str(offset).encode()),
             ("sluice.worker.id", self.settings.worker_id.encode()),
         ]
-        self._produce(self.settings.dlq_topic, msg.key(), msg.value(), headers, delivered)
+        record = (self.settings.dlq_topic, msg.key(), msg.value(), headers)
+        self._produce(record, (tp, offset, epoch), f"DLQ record for {tp}@{offset}")
 
-    def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Any], cb: Any
-    ) -> None:
+    def _produce(self, record: Record, source: tuple[TP, int, int], what: str) -> None:
+        """Send the answer to the job at `source` (partition, offset, epoch). At least once: now,
+        and the offset becomes committable once Kafka acknowledged it. Exactly once: held for the
+        transaction that commits the offset past it (sluice.transactions)."""
+        if self.transactions is not None:
+            self.transactions.produce(*source, record)
+            return
+        tp, offset, epoch = source
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(tp, offset, epoch)
+            else:
+                self._fail(f"{what} not stored: {err}")
+
+        topic, key, value, headers = record
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: wait for acks to drain it
@@ -574,7 +576,8 @@ class Worker:
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
         tps = [(p.topic, p.partition) for p in partitions]
         self._publish_finished()
-        self.producer.flush(10)
+        if self.transactions is None:
+            self.producer.flush(10)
         self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
@@ -594,6 +597,8 @@ class Worker:
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)
+        if self.transactions is not None:
+            self.transactions.forget(tps)
         self.backlog.drop(gone)
         for tp in tps:
             self.tracker.revoke(tp)
@@ -619,7 +624,12 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
     if settings.high_topic:
         group = f"{settings.group_id}.high"
         consumers[settings.high_topic] = Consumer(consumer_config(settings, group, **extra))
-    producer = Producer(producer_config(settings, **{"client.id": settings.worker_id}))
+    producer_extra: dict[str, Any] = {"client.id": settings.worker_id}
+    if settings.exactly_once:
+        # Unique per worker instance; fencing of a zombie instance comes from the consumer group
+        # generation sent with the offsets (KIP-447), not from reusing the id.
+        producer_extra["transactional.id"] = f"{settings.group_id}-{settings.worker_id}"
+    producer = Producer(producer_config(settings, **producer_extra))
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:
         start_metrics_server(settings.metrics_port, metrics.registry)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from results_sink.deliveries import decode_delivery
 from results_sink.schedule import RetryPlan
 from sluice.errors import ContractError, KafkaOperationError
-from sluice.kafka import header, header_pairs, producer_config
+from sluice.kafka import header, header_pairs, producer_config, retrying
 from sluice.settings import KafkaSettings, SinkSettings
 
 __all__ = ["DlqEntry", "DlqFilter", "list_dlq", "parse_filter", "replay_dlq"]
@@ -116,15 +116,10 @@ def _records(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> Iter
 
 def _watermarks(consumer: Consumer, part: TopicPartition, timeout: float) -> tuple[int, int]:
     # A topic the sink has just created may not have its partition leaders yet: ask again briefly.
-    for attempt in range(10):
-        try:
-            low, high = consumer.get_watermark_offsets(part, timeout=timeout)
-            return int(low), int(high)
-        except KafkaException as exc:
-            if attempt == 9:
-                raise KafkaOperationError(f"cannot read offsets of {part.topic}: {exc}") from exc
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+    low, high = retrying(
+        lambda: consumer.get_watermark_offsets(part, timeout=timeout), f"offsets of {part.topic}", 5.0
+    )
+    return int(low), int(high)
 
 
 def list_dlq(settings: KafkaSettings, kind: Kind, flt: DlqFilter = DlqFilter()) -> list[DlqEntry]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -24,10 +25,14 @@ __all__ = [
     "is_record",
     "position",
     "producer_config",
+    "retrying",
     "topic_specs",
 ]
 
+log = logging.getLogger("sluice.kafka")
+
 Headers = list[tuple[str, bytes]]
+T = TypeVar("T")
 
 
 def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -101,6 +106,26 @@ def position(msg: Message) -> tuple[tuple[str, int], int]:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     assert topic is not None and partition is not None and offset is not None
     return (topic, partition), offset
+
+
+def retrying(call: Callable[[], T], what: str, timeout_s: float = 30.0) -> T:
+    """`call()`, asked again while Kafka answers with an error for up to `timeout_s` seconds.
+
+    For one-off metadata reads (topic metadata, watermarks) at start-up: while a broker restarts,
+    or right after a topic is created, they fail with transport or not-leader errors for a few
+    seconds, and a process that gave up then would exit for nothing (seen in the chaos suite).
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if time.monotonic() + delay > deadline:
+                raise KafkaOperationError(f"{what}: {exc}") from exc
+            log.info("%s: %s; asking again", what, exc)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
 
 def commit(consumer: Consumer, offsets: Mapping[tuple[str, int], int], sync: bool) -> None:

@@ -167,6 +167,10 @@ class WorkerSettings(KafkaSettings):
     # A job whose engine call raises RetryableError is tried again this many times (backoff doubling
     # from engine_retry_backoff_s), then gets a failed result (engine_transient_error).
     engine_retries: int = Field(2, ge=0)
+    # Exactly-once mode (sluice.transactions): results and consumed offsets commit in one Kafka
+    # transaction per commit interval, so read_committed consumers see one result per job even
+    # across kill -9. Off: at-least-once (duplicates possible after a crash, harmless by job id).
+    exactly_once: bool = False
     engine_retry_backoff_s: float = Field(1.0, ge=0.0)
     # A job record larger than this goes to the DLQ (message_too_large) instead of the engine.
     max_job_bytes: int = Field(1_000_000, ge=1)

@@ -17,12 +17,13 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from sluice.kafka import is_record, position
+from sluice.kafka import is_record, position, retrying
 from sluice.settings import KafkaSettings
 
 __all__ = ["ResultStore", "StoreFollower"]
@@ -159,7 +160,8 @@ class StoreFollower:
         saved = self.store.offsets()
         parts = []
         for topic in topics:
-            meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+            listing = retrying(partial(self.consumer.list_topics, topic, timeout=10), f"metadata of {topic}")
+            meta = listing.topics.get(topic)
             if meta is None or meta.error is not None:
                 log.warning("topic %s not found; not following it", topic)
                 continue
@@ -167,7 +169,8 @@ class StoreFollower:
                 tp = (topic, p)
                 parts.append(TopicPartition(topic, p, saved.get(tp, 0)))
                 if topic == self.settings.results_topic:
-                    low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    read = partial(self.consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=10)
+                    low, high = retrying(read, f"offsets of {topic}[{p}]")
                     if high > max(low, saved.get(tp, 0)):
                         self._targets[tp] = high
         self.consumer.assign(parts)

@@ -1,0 +1,29 @@
+"""The chaos suite in CI: the full scenario of tests/chaos/harness.py (20,000 jobs with webhooks,
+12 worker SIGKILLs, a rebalance storm, a broker SIGKILL + restart, two sink SIGKILLs, a flapping
+receiver), at-least-once and exactly-once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import Plan, run
+from tests.conftest import cache_dir
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_nothing_is_lost_under_faults(exactly_once: bool, tmp_path: Path) -> None:
+    plan = Plan(exactly_once=exactly_once)
+    report = run(plan, log_dir=tmp_path / "logs")
+    table = report.table()
+    (cache_dir() / f"chaos-{'eos' if exactly_once else 'alo'}.md").write_text(table + "\n")
+    print("\n".join(report.events) + "\n" + table)
+    # The faults happened (a run without them proves nothing) ...
+    assert report.worker_kills >= 10 and report.broker_restarts == 1 and report.sink_kills >= 1, table
+    assert report.worker_joins >= 3 and report.worker_leaves >= 3, table
+    assert report.webhook_refusals > 0 and len(report.receiver_outages) == 3, table
+    # ... and every promise held, judged from the topics and the receiver, not Sluice's counters.
+    assert report.failures() == [], table
+    assert report.jobs_with_result == plan.jobs and report.webhooks_delivered == plan.jobs, table

@@ -1,0 +1,118 @@
+"""Exactly-once bookkeeping (sluice.transactions) on a fake transactional producer: which records
+go into which transaction, and what an aborted transaction leaves behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from sluice.errors import KafkaOperationError
+from sluice.offsets import OffsetTracker
+from sluice.transactions import Transactions
+
+T = "jobs"
+
+
+class FakeTxnProducer:
+    """A fake transactional producer: records what each committed transaction contained."""
+
+    def __init__(self) -> None:
+        self.committed: list[tuple[list[bytes | None], list[tuple[str, int, int]]]] = []
+        self.fail_next: KafkaError | None = None
+        self._records: list[bytes | None] = []
+        self._offsets: list[tuple[str, int, int]] = []
+        self.aborts = 0
+        self.inits = 0
+
+    def init_transactions(self, timeout: float) -> None:
+        self.inits += 1
+
+    def begin_transaction(self) -> None:
+        self._records, self._offsets = [], []
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any = None) -> None:
+        self._records.append(value)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], metadata: Any, timeout: float
+    ) -> None:
+        self._offsets += [(p.topic, p.partition, p.offset) for p in offsets]
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise KafkaException(error)
+        self.committed.append((self._records, self._offsets))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.aborts += 1
+
+
+class FakeConsumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def make() -> tuple[Transactions, FakeTxnProducer, OffsetTracker]:
+    producer = FakeTxnProducer()
+    tracker = OffsetTracker()
+    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=0.0)  # type: ignore[arg-type,dict-item]
+    txn.start()
+    return txn, producer, tracker
+
+
+def record(n: int) -> tuple[str, bytes, bytes, list[Any]]:
+    return ("results", f"k{n}".encode(), f"r{n}".encode(), [])
+
+
+def test_results_wait_for_every_earlier_job_of_their_partition() -> None:
+    txn, producer, tracker = make()
+    epoch = tracker.assign((T, 0))
+    for offset in range(3):
+        tracker.add((T, 0), offset)
+    txn.produce((T, 0), 2, epoch, record(2))  # finished first, out of order
+    txn.produce((T, 0), 1, epoch, record(1))
+    txn.commit(sync=False)
+    assert producer.committed == []  # offset 0 is still running: nothing may be committed
+    txn.produce((T, 0), 0, epoch, record(0))
+    txn.commit(sync=False)
+    assert producer.committed == [([b"r2", b"r1", b"r0"], [(T, 0, 3)])]
+    assert txn.held() == 0
+
+
+def test_an_aborted_transaction_is_sent_again_whole() -> None:
+    txn, producer, tracker = make()
+    epoch = tracker.assign((T, 0))
+    tracker.add((T, 0), 0)
+    txn.produce((T, 0), 0, epoch, record(0))
+    producer.fail_next = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+    txn.commit(sync=False)
+    assert producer.committed == [] and producer.aborts == 1 and txn.held() == 1
+    txn.commit(sync=False)
+    assert producer.committed == [([b"r0"], [(T, 0, 1)])]
+
+
+def test_a_fenced_producer_stops_the_worker() -> None:
+    txn, producer, tracker = make()
+    epoch = tracker.assign((T, 0))
+    tracker.add((T, 0), 0)
+    txn.produce((T, 0), 0, epoch, record(0))
+    producer.fail_next = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    with pytest.raises(KafkaOperationError, match="transaction failed"):
+        txn.commit(sync=False)
+
+
+def test_results_of_a_revoked_partition_are_dropped() -> None:
+    txn, producer, tracker = make()
+    old = tracker.assign((T, 0))
+    tracker.add((T, 0), 0)
+    tracker.revoke((T, 0))
+    txn.produce((T, 0), 0, old, record(0))  # finished after the revoke: its new owner answers
+    tracker.assign((T, 0))
+    txn.commit(sync=False)
+    assert producer.committed == [] and txn.held() == 0
