@@ -7,7 +7,7 @@ Also the worker process's CPU time per job over the same window (/proc; all its 
 log writer thread counts): steadier than jobs/s on a shared 2-core machine.
 Run with logging off (WARNING), at the default INFO (one "job done" access line per job) and at
 DEBUG (plus a LogRecord line per admitted job), all with the idempotency cache on (the default),
-and once more with logging and the cache off; interleaved.
+and once more with logging and the cache off, and once in exactly-once mode; interleaved.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from bench.common import kafka, load, topics, wait_committed
 from sluice.contract import Job, SamplingParams, encode
 
 
-def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -> tuple[float, float]:
+def run_once(
+    bootstrap: str, n: int, log_level: str, idempotency: bool = True, exactly_once: bool = False
+) -> tuple[float, float]:
     """(jobs/s, worker CPU µs per job) of one run."""
     s = topics(bootstrap)
     sampling = SamplingParams(max_tokens=16)
@@ -45,6 +47,7 @@ def run_once(bootstrap: str, n: int, log_level: str, idempotency: bool = True) -
         "SLUICE_WORKER_BATCH_SIZE": "1024",
         "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",
         "SLUICE_WORKER_IDEMPOTENCY": "true" if idempotency else "false",
+        "SLUICE_WORKER_EXACTLY_ONCE": "true" if exactly_once else "false",
     }
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -67,6 +70,7 @@ LEVELS = {
     "WARNING": "logging off (WARNING)",
     "INFO": 'logging on at the default INFO (one "job done" line per job)',
     "DEBUG": "logging on at DEBUG (plus one LogRecord line per job)",
+    "EOS": "exactly-once mode (transactions every 0.2 s), logging off",
 }
 
 
@@ -78,6 +82,8 @@ def main(n: int = 100_000, rounds: int = 3) -> list[str]:
             for level in LEVELS:
                 if level == "NOIDEM":
                     rate, cpu = run_once(bootstrap, n, "WARNING", idempotency=False)
+                elif level == "EOS":
+                    rate, cpu = run_once(bootstrap, n, "WARNING", exactly_once=True)
                 else:
                     rate, cpu = run_once(bootstrap, n, level)
                 rates[level].append(rate)
@@ -95,6 +101,11 @@ def main(n: int = 100_000, rounds: int = 3) -> list[str]:
             )
         elif level == "WARNING":
             cost = ""
+        elif level == "EOS":
+            cost = (
+                f"exactly-once costs {100 * (1 - best[level] / best['WARNING']):.1f} % jobs/s, "
+                f"{100 * (med[level] / med['WARNING'] - 1):.1f} % CPU per job vs at-least-once"
+            )
         else:
             cost = (
                 f"logging costs {100 * (1 - best[level] / best['WARNING']):.1f} % jobs/s, "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import consumers, http_clients, patterns, plumbing, sink
+from bench import consumers, drain, http_clients, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +85,12 @@ def main() -> None:
             "| cost |\n"
             "| --- | --- | --- | --- | --- | --- | --- |",
             plumbing.main,
+        ),
+        (
+            "Graceful drain (bench/drain.py)",
+            drain.__doc__ or "",
+            "| stop | jobs | duplicate results |\n| --- | --- | --- |",
+            drain.main,
         ),
         (
             "Webhook delivery (bench/sink.py)",

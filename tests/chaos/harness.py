@@ -231,6 +231,7 @@ class FlappingReceiver:
         self._call(down())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
 
 class Processes:
