@@ -1,10 +1,12 @@
 """Duplicates caused by a graceful drain (SIGTERM under load), and by a hard kill for contrast.
 
-5,000 jobs wait on the topic; a worker (FakeEngine, 0.5 s per job, 200 in flight) takes them and,
-2.5 s after its first commit, is stopped: SIGTERM with a drain timeout that covers a job (10 s),
-SIGTERM with no drain time (0 s: in-flight jobs are cancelled and left to the next owner), and
-SIGKILL. A second worker then finishes the topic. Duplicates = result records - distinct job ids,
-counted from the results topic by a plain consumer.
+5,000 jobs wait on the topic; a worker (FakeEngine, 0.5 s per job, 200 in flight, the default
+1 s commit interval) takes them and, 2.5 s after its first result, is stopped: SIGTERM with a
+drain timeout that covers a job (10 s), SIGTERM with no drain time (0 s: in-flight jobs are
+cancelled and left to the next owner), and SIGKILL. A second worker then finishes the topic.
+Duplicates = result records - distinct job ids, counted from the results topic by a plain
+consumer. A drain never publishes a job twice: jobs it cannot finish in time are cancelled
+unanswered and run once by the next owner.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ def run_once(bootstrap: str, sig: signal.Signals, drain_s: str, n: int = 5000) -
         "SLUICE_WORKER_GROUP_ID": f"{s.jobs_topic}-workers",
         "SLUICE_WORKER_FAKE_LATENCY_S": "0.5",
         "SLUICE_WORKER_MAX_IN_FLIGHT": "200",
-        "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.5",
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
         "SLUICE_WORKER_DRAIN_TIMEOUT_S": drain_s,
     }
