@@ -444,30 +444,22 @@ class Worker:
     ) -> tuple[ResultStatus, bytes, int, ErrorInfo | None]:
         """(status, the Result's bytes, output tokens, error) of a finished job."""
         job = item.job
-        digest = job_digest(job)
-        if outcome is None:
-            message = f"deadline {job.deadline} passed before it ran"
-            error = ErrorInfo(code="deadline_exceeded", message=message)
-            data = encode_result(
-                job.job_id,
-                "expired",
-                model=job.model,
-                tenant=job.tenant,
-                webhook_url=job.webhook_url,
-                metadata=job.metadata,
-                error=error,
-                job_digest=digest,
-            )
-            return "expired", data, 0, error
-        common: dict[str, Any] = {
+        answers: dict[str, Any] = {  # what every Result repeats from its job
             "model": job.model,
-            "enqueued_at": item.enqueued_at,
-            "started_at": item.started_at,
-            "worker_id": self.settings.worker_id,
             "tenant": job.tenant,
             "webhook_url": job.webhook_url,
             "metadata": job.metadata,
-            "job_digest": digest,
+            "job_digest": job_digest(job),
+        }
+        if outcome is None:
+            message = f"deadline {job.deadline} passed before it ran"
+            error = ErrorInfo(code="deadline_exceeded", message=message)
+            return "expired", encode_result(job.job_id, "expired", error=error, **answers), 0, error
+        common: dict[str, Any] = {
+            **answers,
+            "enqueued_at": item.enqueued_at,
+            "started_at": item.started_at,
+            "worker_id": self.settings.worker_id,
         }
         if isinstance(outcome, Completion):
             data = encode_result(

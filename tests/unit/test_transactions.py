@@ -70,6 +70,15 @@ def record(n: int) -> tuple[str, bytes, bytes, list[Any]]:
     return ("results", f"k{n}".encode(), f"r{n}".encode(), [])
 
 
+def one_finished_job() -> tuple[Transactions, FakeTxnProducer]:
+    """Partition 0 assigned, its offset 0 finished and held."""
+    txn, producer, tracker = make()
+    epoch = tracker.assign((T, 0))
+    tracker.add((T, 0), 0)
+    txn.produce((T, 0), 0, epoch, record(0))
+    return txn, producer
+
+
 def test_results_wait_for_every_earlier_job_of_their_partition() -> None:
     txn, producer, tracker = make()
     epoch = tracker.assign((T, 0))
@@ -86,10 +95,7 @@ def test_results_wait_for_every_earlier_job_of_their_partition() -> None:
 
 
 def test_an_aborted_transaction_is_sent_again_whole() -> None:
-    txn, producer, tracker = make()
-    epoch = tracker.assign((T, 0))
-    tracker.add((T, 0), 0)
-    txn.produce((T, 0), 0, epoch, record(0))
+    txn, producer = one_finished_job()
     producer.fail_next = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
     txn.commit(sync=False)
     assert producer.committed == [] and producer.aborts == 1 and txn.held() == 1
@@ -98,10 +104,7 @@ def test_an_aborted_transaction_is_sent_again_whole() -> None:
 
 
 def test_a_fenced_producer_stops_the_worker() -> None:
-    txn, producer, tracker = make()
-    epoch = tracker.assign((T, 0))
-    tracker.add((T, 0), 0)
-    txn.produce((T, 0), 0, epoch, record(0))
+    txn, producer = one_finished_job()
     producer.fail_next = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
     with pytest.raises(KafkaOperationError, match="transaction failed"):
         txn.commit(sync=False)
