@@ -80,7 +80,9 @@ def main() -> None:
             "Plumbing headroom (bench/plumbing.py)",
             "Jobs/s one worker process carries with an instant FakeEngine; each job is decoded, run, its "
             "result produced with acks=all and acknowledged, and its offset committed. Three interleaved "
-            "rounds each; CPU is the worker process's CPU time (all threads) per job over the same window.",
+            "rounds each; CPU is the worker process's CPU time (all threads) per job over the same window. "
+            "Runs of one setup vary by ±15 % here, more than logging costs; the last rows measure the "
+            "access log's cost directly, in one process.",
             "| setup | jobs | jobs/s per round | best jobs/s | CPU µs/job per round | median CPU µs/job "
             "| cost |\n"
             "| --- | --- | --- | --- | --- | --- | --- |",

@@ -5,9 +5,13 @@ has queued up in one write (one syscall per batch, not per line). Job-scoped lin
 `extra={"job_id": ..., "traceparent": ...}`; those keys (and any other extra keys) become
 top-level JSON fields.
 
-Per-job lines on the hot path (the worker's "job done" access line) skip LogRecord altogether:
-JobLog queues a loop turn's rows as one item and the writer thread formats them. Creating a
-LogRecord alone takes ~3 µs, several per cent of a job's whole cost with an instant engine.
+The worker's access log is columnar: one "jobs done" line per group of up to 50 jobs, each field
+an array with one entry per job (`"job_id": ["a", "b"], "status": ["succeeded", "failed"], ...`).
+A line per job cost 1.5 µs of CPU per job, 3 % of a job's whole cost with an instant engine; the
+columnar line costs a tuple on the hot path and one orjson call per line in the writer thread.
+Log stores that index arrays as multi-valued fields (Elasticsearch, OpenSearch, Datadog) still find
+every line about a job with one `job_id` query, and lines stay under the 16 KiB at which container
+runtimes split them, even with the longest job ids.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
-__all__ = ["JobLog", "JsonFormatter", "LogWriter", "configure_logging"]
+__all__ = ["JOBS_PER_LINE", "JobLog", "JsonFormatter", "LogWriter", "configure_logging"]
 
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime", "taskName"}
@@ -59,22 +64,35 @@ class _JobLines:
     logger: str
     msg: str
     created: float
-    rows: list[dict[str, Any]]
+    fields: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def columns(self) -> Iterator[dict[str, Any]]:
+        """The rows as the fields of one log line per JOBS_PER_LINE jobs: {"n": k, field: [k values]}."""
+        for i in range(0, len(self.rows), JOBS_PER_LINE):
+            chunk = self.rows[i : i + JOBS_PER_LINE]
+            columns = map(list, zip(*chunk, strict=True))
+            yield {"n": len(chunk), **dict(zip(self.fields, columns, strict=True))}
+
+
+JOBS_PER_LINE = 50
 
 
 class JobLog:
-    """INFO lines, one per job, batched per loop turn: append each job's fields (a dict) to `rows`,
-    call flush().
+    """The per-job INFO log of a hot loop, written as columnar lines: append one tuple per job
+    (values in the order of `fields`) to `rows`, call flush() once per loop turn.
 
-    Through configure_logging's writer the batch is one queue item formatted off the hot path;
-    without it (tests, embedding apps) each row becomes an ordinary log record.
+    Through configure_logging's writer the rows go over as one queue item, formatted off the hot
+    path; without it (tests, embedding apps) each line becomes an ordinary log record with the
+    columns as extra fields.
     """
 
-    def __init__(self, logger: str, msg: str) -> None:
+    def __init__(self, logger: str, msg: str, fields: tuple[str, ...]) -> None:
         self.logger = logging.getLogger(logger)
         self.msg = msg
+        self.fields = fields
         self.enabled = self.logger.isEnabledFor(logging.INFO)
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[tuple[Any, ...]] = []
         self.batch = 1000
         self.max_delay_s = 0.2
         self._last = time.monotonic()
@@ -92,12 +110,13 @@ class JobLog:
         if not force and len(self.rows) < self.batch and now - self._last < self.max_delay_s:
             return
         self._last = now
-        rows, self.rows = self.rows, []
+        lines = _JobLines(self.logger.name, self.msg, time.time(), self.fields, self.rows)
+        self.rows = []
         if self._queue is not None:
-            self._queue.put(_JobLines(self.logger.name, self.msg, time.time(), rows))
+            self._queue.put(lines)
             return
-        for row in rows:
-            self.logger.info(self.msg, extra=row)
+        for columns in lines.columns():
+            self.logger.info(self.msg, extra=columns)
 
 
 class _NoPrepareQueueHandler(logging.handlers.QueueHandler):
@@ -178,9 +197,7 @@ class LogWriter:
             "logger": item.logger,
             "msg": item.msg,
         }
-        # The shared fields are serialised once per batch and spliced in front of each row's.
-        prefix = orjson.dumps(head)[:-1] + b","
-        return [prefix + orjson.dumps(row, default=str)[1:] for row in item.rows]
+        return [orjson.dumps(head | columns, default=str) for columns in item.columns()]
 
 
 def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None = None) -> LogWriter:

@@ -123,12 +123,24 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
         assert trace_id(receiver.traceparents[job_id]) == trace_id(tp)
     assert receiver.bodies["job-00042"]["output"] == fake_completion(jobs[42]).output
 
-    # ... and is in every log line about a job, worker and sink alike.
-    job_lines = [e for e in log_entries(procs) if "job_id" in e]
-    assert {e["service"] for e in job_lines} == {"sluice-worker", "sluice-sink"}
-    assert {e["job_id"] for e in job_lines} == {j.job_id for j in jobs}
-    for entry in job_lines:
-        assert trace_id(entry["traceparent"]) == trace_id(traces[entry["job_id"]]), entry
+    # ... and is in every log line about a job, worker and sink alike; the worker's "jobs done"
+    # access lines are columnar (a list of job ids, a list of their traceparents).
+    mentions = [
+        (e["service"], e["msg"], job_id, tp)
+        for e in log_entries(procs)
+        if "job_id" in e
+        for job_id, tp in (
+            zip(e["job_id"], e["traceparent"], strict=True)
+            if isinstance(e["job_id"], list)
+            else [(e["job_id"], e["traceparent"])]
+        )
+    ]
+    assert {service for service, *_ in mentions} == {"sluice-worker", "sluice-sink"}
+    assert {job_id for _, _, job_id, _ in mentions} == {j.job_id for j in jobs}
+    for service, msg, job_id, tp in mentions:
+        assert trace_id(tp) == trace_id(traces[job_id]), (service, msg, job_id, tp)
+    done = Counter(job_id for _, msg, job_id, _ in mentions if msg == "jobs done")
+    assert set(done) == {j.job_id for j in jobs}, "every published result is in the access log"
 
     # Worker a's /metrics counts exactly the results it published.
     scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text

@@ -7,7 +7,7 @@ import threading
 import orjson
 import pytest
 
-from sluice.logs import JobLog, configure_logging
+from sluice.logs import JOBS_PER_LINE, JobLog, configure_logging
 from sluice.settings import SinkSettings, WorkerSettings
 from sluice.tracing import child_traceparent, ensure_traceparent, is_valid, new_traceparent, trace_id
 
@@ -46,43 +46,53 @@ def test_logs_are_json_lines_with_job_fields() -> None:
     assert entry["level"] == "info"
 
 
-def test_job_lines_are_batched_to_the_writer_and_keep_order() -> None:
+FIELDS = ("job_id", "status")
+
+
+def test_job_lines_are_columnar_batched_to_the_writer_and_keep_order() -> None:
     out = io.StringIO()
     listener = configure_logging("test-svc", "INFO", stream=out)
     try:
-        jobs = JobLog("sluice.worker.jobs", "job done")
+        jobs = JobLog("sluice.worker.jobs", "jobs done", FIELDS)
         assert jobs.enabled
-        jobs.rows += [{"job_id": "j1", "status": "succeeded"}, {"job_id": "j2", "status": "failed"}]
+        jobs.rows += [("j1", "succeeded"), ("j2", "failed")]
         logging.getLogger("sluice.x").info("between")
         jobs.flush()
         assert len(jobs.rows) == 2  # too few and too soon: kept for the next turn
         jobs.flush(force=True)
         assert jobs.rows == []
         jobs.flush(force=True)  # nothing left: writes nothing
+        jobs.rows += [(f"k{i}", "succeeded") for i in range(JOBS_PER_LINE + 1)]
+        jobs.flush(force=True)
     finally:
         listener.stop()
         logging.getLogger().handlers.clear()
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    assert [(e["msg"], e.get("job_id"), e.get("status")) for e in lines] == [
-        ("between", None, None),
-        ("job done", "j1", "succeeded"),
-        ("job done", "j2", "failed"),
+    assert [(e["msg"], e.get("n")) for e in lines] == [
+        ("between", None),
+        ("jobs done", 2),
+        ("jobs done", JOBS_PER_LINE),
+        ("jobs done", 1),
     ]
+    assert lines[1]["job_id"] == ["j1", "j2"] and lines[1]["status"] == ["succeeded", "failed"]
     assert lines[1]["logger"] == "sluice.worker.jobs" and lines[1]["service"] == "test-svc"
+    assert lines[2]["job_id"] + lines[3]["job_id"] == [f"k{i}" for i in range(JOBS_PER_LINE + 1)]
 
 
 def test_job_lines_without_the_writer_are_ordinary_records(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sluice.worker.jobs")
-    jobs = JobLog("sluice.worker.jobs", "job done")
-    jobs.rows.append({"job_id": "j1", "status": "succeeded"})
+    jobs = JobLog("sluice.worker.jobs", "jobs done", FIELDS)
+    jobs.rows.append(("j1", "succeeded"))
     jobs.flush(force=True)
-    assert [(r.getMessage(), r.job_id, r.status) for r in caplog.records] == [("job done", "j1", "succeeded")]  # type: ignore[attr-defined]
+    assert [(r.getMessage(), r.n, r.job_id, r.status) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("jobs done", 1, ["j1"], ["succeeded"])
+    ]
 
 
 def test_job_lines_are_off_below_info() -> None:
     logging.getLogger("sluice.quiet").setLevel(logging.WARNING)
     try:
-        assert not JobLog("sluice.quiet", "job done").enabled
+        assert not JobLog("sluice.quiet", "jobs done", FIELDS).enabled
     finally:
         logging.getLogger("sluice.quiet").setLevel(logging.NOTSET)
 
