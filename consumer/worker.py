@@ -610,8 +610,7 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
     }
     consumers = {settings.jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))}
     if settings.high_topic:
-        group = f"{settings.group_id}.high"
-        consumers[settings.high_topic] = Consumer(consumer_config(settings, group, **extra))
+        consumers[settings.high_topic] = Consumer(consumer_config(settings, settings.high_group_id, **extra))
     producer_extra: dict[str, Any] = {"client.id": settings.worker_id}
     if settings.exactly_once:
         # Unique per worker instance; fencing of a zombie instance comes from the consumer group

@@ -205,6 +205,11 @@ class WorkerSettings(KafkaSettings):
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(5, ge=0)
 
+    @property
+    def high_group_id(self) -> str:
+        """The consumer group that reads the high-priority topic (its lag is tracked on its own)."""
+        return f"{self.group_id}.high"
+
 
 class ApiSettings(KafkaSettings):
     """Settings of `sluice api` (GET /v1/jobs/{id} from the local result store)."""

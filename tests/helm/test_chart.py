@@ -1,0 +1,308 @@
+"""The Helm chart, rendered by the real helm (built from the Go module proxy) and checked against
+the Kubernetes API models (the kubernetes client's generated classes), KEDA's own CRD schemas
+and Kafka-scaler source, and the settings classes that Sluice's containers read.
+
+No cluster runs here (no container runtime on these machines), so nothing is scheduled: these
+tests hold the chart to the APIs it targets, not to a live cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from kubernetes.client import ApiClient
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from sluice.settings import ApiSettings, KafkaSettings, SinkSettings, WorkerSettings
+from tests.helm import tools
+
+pytestmark = pytest.mark.slow
+
+# Every option that switches a template branch on, so one render covers them all.
+ALL_ON = [
+    "kafka.securityProtocol=SASL_SSL",
+    "kafka.sasl.mechanism=SCRAM-SHA-512",
+    "kafka.sasl.existingSecret=kafka-user",
+    "kafka.tls.caSecret=kafka-ca",
+    "serviceMonitor.enabled=true",
+    "worker.maxModelLen=8192",
+    "worker.servedModelNames={a,b}",
+    "worker.modelCache.existingClaim=models",
+    "sink.subscriptions[0].id=all",
+    "sink.subscriptions[0].url=https://hooks.example.com/in",
+    "worker.extraEnv[0].name=VLLM_LOGGING_LEVEL",
+    "worker.extraEnv[0].value=INFO",
+]
+
+# The kubernetes client's model for each built-in kind the chart renders.
+MODELS = {
+    ("apps/v1", "Deployment"): "V1Deployment",
+    ("v1", "Service"): "V1Service",
+    ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("batch/v1", "Job"): "V1Job",
+}
+KEDA_CRDS = {
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+    "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+}
+# Read by the `sluice` CLI or by libraries rather than by a settings class (VLLM_LOGGING_LEVEL:
+# ALL_ON's extraEnv, passed through for vLLM).
+OTHER_ENV = {"SLUICE_LOG_LEVEL", "HF_HOME", "VLLM_LOGGING_LEVEL"}
+
+
+@pytest.fixture(scope="module")
+def keda() -> Path:
+    return tools.keda_source()
+
+
+@pytest.fixture(scope="module")
+def default() -> list[dict[str, Any]]:
+    return tools.render()
+
+
+@pytest.fixture(scope="module")
+def all_on() -> list[dict[str, Any]]:
+    return tools.render(*ALL_ON)
+
+
+def one(docs: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    return doc
+
+
+def containers(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                yield c["name"], c
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as a process would see it (Secret and field references filled in)."""
+    return {e["name"]: e.get("value", f"<{e['name']}>") for e in container["env"]}
+
+
+def dropped(given: Any, kept: Any, path: str = "") -> list[str]:
+    """Paths present in `given` but lost in `kept`: fields the API types do not have."""
+    if isinstance(given, dict):
+        if not isinstance(kept, dict):
+            return [path or "."]
+        lost = []
+        for key, value in given.items():
+            if key not in kept:
+                lost.append(f"{path}.{key}")
+            else:
+                lost += dropped(value, kept[key], f"{path}.{key}")
+        return lost
+    if isinstance(given, list) and isinstance(kept, list):
+        return [
+            p for i, (g, k) in enumerate(zip(given, kept, strict=True)) for p in dropped(g, k, f"{path}[{i}]")
+        ]
+    return []
+
+
+def pruned(doc: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths an API server would prune from a custom resource: fields its structural schema lacks."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(doc, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        lost = []
+        for key, value in doc.items():
+            if props is not None and key in props:
+                lost += pruned(value, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                lost += pruned(value, extra, f"{path}.{key}")
+            elif props is not None or extra is False:
+                lost.append(f"{path}.{key}")
+        return lost
+    if isinstance(doc, list) and "items" in schema:
+        return [p for i, item in enumerate(doc) for p in pruned(item, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+def crd_schema(keda: Path, kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load((keda / "config" / "crd" / "bases" / KEDA_CRDS[kind]).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def kafka_scaler_keys(keda: Path) -> tuple[set[str], set[str]]:
+    """(trigger metadata keys KEDA's Kafka scaler reads, the SASL types it accepts), from its source."""
+    src = (keda / "pkg" / "scalers" / "kafka_scaler.go").read_text()
+    keys = set(re.findall(r'TriggerMetadata\["(\w+)"\]', src))
+    for const in set(re.findall(r"TriggerMetadata\[(\w+)\]", src)):
+        keys.add(re.search(rf'\b{const}\s*=\s*"(\w+)"', src).group(1))  # type: ignore[union-attr]
+    sasl = set(re.findall(r'KafkaSASLType\w+\s+kafkaSaslType = "(\w+)"', src))
+    return keys, sasl
+
+
+def readable_env(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = set()
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {c for c in alias.choices if isinstance(c, str) and c.isupper()}
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def settings_from(env: dict[str, str], cls: type[BaseSettings], monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        for name, value in env.items():
+            m.setenv(name, value)
+        return cls()
+
+
+def test_helm_lint_passes_strict() -> None:
+    done = tools.template("autoscaling.enabled=true")  # builds helm if needed
+    assert done.returncode == 0, done.stderr
+    import subprocess
+
+    lint = subprocess.run(
+        [str(tools.helm()), "lint", "--strict", "--kube-version", tools.KUBE_VERSION, str(tools.CHART)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("case", ["default", "all_on", "no_autoscaling"])
+def test_built_in_kinds_match_the_kubernetes_api_models(case: str, request: pytest.FixtureRequest) -> None:
+    docs = (
+        tools.render("autoscaling.enabled=false", "api.enabled=false")
+        if case == "no_autoscaling"
+        else request.getfixturevalue(case)
+    )
+    client = ApiClient()
+    checked = 0
+    for doc in docs:
+        model = MODELS.get((doc["apiVersion"], doc["kind"]))
+        if model is None:
+            continue
+        kept = client.sanitize_for_serialization(
+            client.deserialize(json.dumps(doc), model, "application/json")
+        )
+        assert dropped(doc, kept) == [], f"{doc['kind']} {doc['metadata']['name']}: fields the API lacks"
+        checked += 1
+    assert checked >= 4
+
+
+def test_keda_resources_match_kedas_crds_and_kafka_scaler(all_on: list[dict[str, Any]], keda: Path) -> None:
+    keys, sasl_types = kafka_scaler_keys(keda)
+    assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= keys  # the source parsed
+    for kind in KEDA_CRDS:
+        (doc,) = [d for d in all_on if d["kind"] == kind]
+        schema = crd_schema(keda, kind)
+        jsonschema.Draft7Validator(schema).validate(doc)
+        assert pruned(doc, schema) == [], f"{kind}: fields KEDA's CRD does not have"
+    scaled = one(all_on, "ScaledObject", "-worker")
+    for trigger in scaled["spec"]["triggers"]:
+        assert trigger["type"] == "kafka"
+        meta = trigger["metadata"]
+        assert set(meta) <= keys, f"metadata KEDA's Kafka scaler ignores: {set(meta) - keys}"
+        assert meta["sasl"] in sasl_types and meta["tls"] == "enable"
+        assert int(meta["lagThreshold"]) > 0 and int(meta["activationLagThreshold"]) >= 0
+        assert meta["offsetResetPolicy"] in ("earliest", "latest")
+    auth = one(all_on, "TriggerAuthentication", "-kafka")
+    assert {p["parameter"] for p in auth["spec"]["secretTargetRef"]} == {"username", "password", "ca"}
+
+
+def test_keda_watches_the_groups_and_topics_the_workers_use(
+    default: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = settings_from(env_of(dict(containers(default))["worker"]), WorkerSettings, monkeypatch)
+    triggers = one(default, "ScaledObject", "-worker")["spec"]["triggers"]
+    watched = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers}
+    assert watched == {(worker.group_id, worker.jobs_topic), (worker.high_group_id, worker.high_topic)}
+    # The default target is one worker's pipeline: jobs running plus as many buffered.
+    in_flight = worker.max_in_flight or 2 * worker.max_num_seqs
+    pipeline = in_flight + (worker.max_buffered or in_flight)
+    lag = {t["metadata"]["topic"]: int(t["metadata"]["lagThreshold"]) for t in triggers}
+    assert lag == {worker.jobs_topic: pipeline, worker.high_topic: pipeline // 2}
+    # With autoscaling on, the HPA owns the replica count.
+    assert "replicas" not in one(default, "Deployment", "-worker")["spec"]
+
+
+def test_every_variable_the_chart_sets_is_read_by_sluice(
+    all_on: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers: dict[str, type[BaseSettings]] = {
+        "worker": WorkerSettings,
+        "sink": SinkSettings,
+        "api": ApiSettings,
+        "topics": KafkaSettings,
+    }
+    seen = set()
+    for name, container in containers(all_on):
+        cls = readers[name]
+        env = env_of(container)
+        unread = set(env) - readable_env(cls) - OTHER_ENV
+        assert not unread, f"{name}: set by the chart, read by nothing: {unread}"
+        settings = settings_from(env, cls, monkeypatch)  # the values validate, too
+        assert settings.bootstrap_servers == "kafka:9092" and settings.security_protocol == "SASL_SSL"
+        assert settings.ssl_ca_location == "/etc/sluice/kafka-ca/ca.crt"
+        seen.add(name)
+    assert seen == set(readers)
+    worker = settings_from(env_of(dict(containers(all_on))["worker"]), WorkerSettings, monkeypatch)
+    assert worker.served_model_names == ["a", "b"] and worker.max_model_len == 8192
+    assert worker.worker_id == "<SLUICE_WORKER_WORKER_ID>"  # the pod name, from the downward API
+
+
+def test_the_worker_can_drain_before_kubernetes_kills_it(default: list[dict[str, Any]]) -> None:
+    deployment = one(default, "Deployment", "-worker")
+    spec = deployment["spec"]["template"]["spec"]
+    drain = float(env_of(spec["containers"][0])["SLUICE_WORKER_DRAIN_TIMEOUT_S"])
+    assert spec["terminationGracePeriodSeconds"] > drain
+    # New workers come up before old ones go (a model load takes minutes).
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_without_autoscaling_the_replica_count_is_fixed() -> None:
+    docs = tools.render("autoscaling.enabled=false", "worker.replicas=3")
+    assert one(docs, "Deployment", "-worker")["spec"]["replicas"] == 3
+    assert not [d for d in docs if d["kind"] in KEDA_CRDS]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["worker.modle=x"], "at '/worker': additional properties 'modle' not allowed"),
+        (["worker.maxNumSeqs=many"], "at '/worker/maxNumSeqs': got string, want integer"),
+        (["kafka.securityProtocol=SASL"], "at '/kafka/securityProtocol': value must be one of 'PLAINTEXT'"),
+        (
+            ["autoscaling.minReplicas=4", "autoscaling.maxReplicas=2"],
+            "autoscaling.maxReplicas (2) is below autoscaling.minReplicas (4)",
+        ),
+        (["kafka.securityProtocol=SASL_SSL"], "kafka.securityProtocol SASL_SSL needs kafka.sasl.mechanism"),
+        (
+            ["kafka.securityProtocol=SASL_SSL", "kafka.sasl.mechanism=PLAIN"],
+            "kafka.sasl.existingSecret must name the Secret",
+        ),
+        (
+            ["kafka.sasl.mechanism=PLAIN", "kafka.sasl.existingSecret=s"],
+            "kafka.sasl.mechanism is set but kafka.securityProtocol is PLAINTEXT",
+        ),
+        (["kafka.topics.jobs=bad topic"], "at '/kafka/topics/jobs': 'bad topic' does not match pattern"),
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_them(sets: list[str], message: str) -> None:
+    done = tools.template(*sets)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
