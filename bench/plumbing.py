@@ -22,25 +22,23 @@ import tempfile
 from bench import logcost
 from bench.common import kafka, load, topics, wait_committed
 from sluice.contract import Job, SamplingParams, encode
+from sluice.settings import KafkaSettings
+
+_SAMPLING = SamplingParams(max_tokens=16)
 
 
-def run_once(
-    bootstrap: str, n: int, log_level: str, idempotency: bool = True, exactly_once: bool = False
-) -> tuple[float, float]:
-    """(jobs/s, worker CPU µs per job) of one run."""
-    s = topics(bootstrap)
-    sampling = SamplingParams(max_tokens=16)
+def bench_job(i: int) -> tuple[bytes, bytes]:
+    """The i-th benchmark job as (key, value)."""
+    jid = f"b-{i}"
+    job = Job(job_id=jid, model="fake", prompt=f"benchmark prompt {i} with a few words", sampling=_SAMPLING)
+    return jid.encode(), encode(job)
 
-    def make(i: int) -> tuple[bytes, bytes]:
-        jid = f"b-{i}"
-        job = Job(
-            job_id=jid, model="fake", prompt=f"benchmark prompt {i} with a few words", sampling=sampling
-        )
-        return jid.encode(), encode(job)
 
-    load(bootstrap, s.jobs_topic, n, make)
-    group = f"{s.jobs_topic}-workers"
-    env = {
+def worker_env(
+    s: KafkaSettings, group: str, idempotency: bool = True, exactly_once: bool = False
+) -> dict[str, str]:
+    """The environment of a benchmark worker: instant FakeEngine, large batches."""
+    return {
         **os.environ,
         **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": group,
@@ -50,6 +48,16 @@ def run_once(
         "SLUICE_WORKER_IDEMPOTENCY": "true" if idempotency else "false",
         "SLUICE_WORKER_EXACTLY_ONCE": "true" if exactly_once else "false",
     }
+
+
+def run_once(
+    bootstrap: str, n: int, log_level: str, idempotency: bool = True, exactly_once: bool = False
+) -> tuple[float, float]:
+    """(jobs/s, worker CPU µs per job) of one run."""
+    s = topics(bootstrap)
+    load(bootstrap, s.jobs_topic, n, bench_job)
+    group = f"{s.jobs_topic}-workers"
+    env = worker_env(s, group, idempotency, exactly_once)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sluice.cli", "--log-level", log_level, "worker"],
