@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import consumers, drain, http_clients, patterns, plumbing, sink
+from bench import consumers, drain, http_clients, loginstr, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +87,13 @@ def main() -> None:
             "| cost |\n"
             "| --- | --- | --- | --- | --- | --- | --- |",
             plumbing.main,
+        ),
+        (
+            "Logging cost in instructions (bench/loginstr.py)",
+            loginstr.__doc__ or "",
+            "| level | jobs | instructions per job per round | median | vs logging off |\n"
+            "| --- | --- | --- | --- | --- |",
+            loginstr.main,
         ),
         (
             "Graceful drain (bench/drain.py)",
