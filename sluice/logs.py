@@ -59,6 +59,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Up to 50 jobs a line: under 16 KiB even with 128-character job ids.
+JOBS_PER_LINE = 50
+
+
 @dataclass(slots=True)
 class _JobLines:
     logger: str
@@ -73,9 +77,6 @@ class _JobLines:
             chunk = self.rows[i : i + JOBS_PER_LINE]
             columns = map(list, zip(*chunk, strict=True))
             yield {"n": len(chunk), **dict(zip(self.fields, columns, strict=True))}
-
-
-JOBS_PER_LINE = 50
 
 
 class JobLog:

@@ -21,6 +21,7 @@ from kubernetes.client import ApiClient
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from sluice.kafka import consumer_config
 from sluice.settings import ApiSettings, KafkaSettings, SinkSettings, WorkerSettings
 from tests.helm import tools
 
@@ -55,7 +56,7 @@ KEDA_CRDS = {
 }
 # Read by the `sluice` CLI or by libraries rather than by a settings class (VLLM_LOGGING_LEVEL:
 # ALL_ON's extraEnv, passed through for vLLM).
-OTHER_ENV = {"SLUICE_LOG_LEVEL", "HF_HOME", "VLLM_LOGGING_LEVEL"}
+OTHER_ENV = {"SLUICE_LOG_LEVEL", "HF_HOME", "HOME", "XDG_CACHE_HOME", "VLLM_LOGGING_LEVEL"}
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +232,9 @@ def test_keda_watches_the_groups_and_topics_the_workers_use(
     triggers = one(default, "ScaledObject", "-worker")["spec"]["triggers"]
     watched = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers}
     assert watched == {(worker.group_id, worker.jobs_topic), (worker.high_group_id, worker.high_topic)}
+    # KEDA counts a partition the group never committed as the worker will read it.
+    reset = consumer_config(worker, worker.group_id)["auto.offset.reset"]
+    assert {t["metadata"]["offsetResetPolicy"] for t in triggers} == {reset}
     # The default target is one worker's pipeline: jobs running plus as many buffered.
     in_flight = worker.max_in_flight or 2 * worker.max_num_seqs
     pipeline = in_flight + (worker.max_buffered or in_flight)
