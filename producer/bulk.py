@@ -13,6 +13,7 @@ import orjson
 from tqdm import tqdm
 
 from producer.client import JobProducer, Submitted, build_job
+from producer.collect import Manifest, results_end_offsets
 from sluice.contract import Job
 from sluice.errors import BackpressureError, ContractError, KafkaOperationError
 from sluice.urlpolicy import ForbiddenUrlError
@@ -71,14 +72,30 @@ def submit_file(
     default_model: str | None = None,
     progress: bool = True,
     keep_ids: bool = True,
+    manifest: Path | None = None,
 ) -> FileSummary:
-    """Submit every valid line of `path`; collect bad lines with their number and reason."""
+    """Submit every valid line of `path`; collect bad lines with their number and reason.
+
+    With `manifest`, also write what `sluice collect` needs to gather the file's results (see
+    producer.collect); a job id that repeats an earlier line's is then a bad line, since its
+    results could not be told apart.
+    """
     summary = FileSummary()
-    futures: list[tuple[int, Future[Submitted]]] = []
+    futures: list[tuple[int, str, Future[Submitted]]] = []
+    seen: dict[str, int] = {}
+    record = None
+    if manifest is not None:
+        topic = producer.settings.results_topic
+        record = Manifest(str(path), topic, results_end_offsets(producer.settings, topic))
     bar = tqdm(desc=f"submit {path.name}", unit="job", disable=not progress)
     for number, line in _lines(path):
         try:
             job = build_job(orjson.loads(line), default_model)
+            if record is not None:
+                first = seen.setdefault(job.job_id, number)
+                if first != number:
+                    summary.bad_lines.append(BadLine(number, f"job_id {job.job_id!r} repeats line {first}"))
+                    continue
             future = _submit_when_accepted(producer, job, bar)
         except orjson.JSONDecodeError as exc:
             summary.bad_lines.append(BadLine(number, f"not valid JSON: {exc}"))
@@ -86,18 +103,23 @@ def submit_file(
         except (ContractError, ForbiddenUrlError) as exc:
             summary.bad_lines.append(BadLine(number, f"{exc.code}: {exc}"))
             continue
-        futures.append((number, future))
+        futures.append((number, job.job_id, future))
         summary.submitted += 1
         if keep_ids:
             summary.job_ids.append(job.job_id)
         bar.update(1)
     producer.flush()
     bar.close()
-    for number, future in futures:
+    for number, job_id, future in futures:
         try:
             future.result()
             summary.acknowledged += 1
+            if record is not None:
+                record.jobs.append((number, job_id))
         except KafkaOperationError as exc:
             summary.bad_lines.append(BadLine(number, f"not stored by Kafka: {exc}"))
     summary.bad_lines.sort(key=lambda b: b.line)
+    if record is not None and manifest is not None:
+        record.rejected = [(b.line, b.reason) for b in summary.bad_lines]
+        record.save(manifest)
     return summary

@@ -96,10 +96,29 @@ def cmd_submit_file(args: argparse.Namespace) -> int:
     from producer import JobProducer, submit_file
     from sluice.settings import ProducerSettings
 
+    manifest = None if args.manifest is None else Path(args.manifest)
     with JobProducer(ProducerSettings()) as producer:
-        summary = submit_file(producer, Path(args.file), default_model=args.model, keep_ids=False)
+        summary = submit_file(
+            producer, Path(args.file), default_model=args.model, keep_ids=False, manifest=manifest
+        )
     print(summary.describe())
+    if manifest is not None:
+        print(f"manifest: {manifest} (sluice collect {manifest} --out results.jsonl)")
     return 0 if not summary.bad_lines else 2
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from producer import Manifest, collect
+    from sluice.settings import KafkaSettings
+
+    manifest = Manifest.load(Path(args.manifest))
+    out = Path(args.out)
+    errors = Path(args.errors) if args.errors else out.with_name(f"{out.stem}.errors{out.suffix}")
+    with out.open("wb") as good, errors.open("wb") as bad:
+        summary = collect(KafkaSettings(), manifest, good, bad, timeout_s=args.timeout)
+    print(summary.describe())
+    print(f"succeeded: {out}; failed, expired and rejected: {errors}")
+    return 0 if not summary.missing else 3
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -206,6 +225,13 @@ def _parser() -> argparse.ArgumentParser:
     f = add("submit-file", cmd_submit_file, "submit a JSONL file of jobs")
     f.add_argument("file")
     f.add_argument("--model", help="model for lines that name none")
+    f.add_argument("--manifest", help="write what `sluice collect` needs to gather the results here")
+
+    c = add("collect", cmd_collect, "write the results of a submitted file (see submit-file --manifest)")
+    c.add_argument("manifest")
+    c.add_argument("--out", required=True, help="JSONL of succeeded results")
+    c.add_argument("--errors", help="JSONL of the rest (default: <out>.errors.jsonl)")
+    c.add_argument("--timeout", type=float, help="seconds to wait for missing results (default: no limit)")
 
     w = add("worker", cmd_worker, "run a worker")
     for name in ("group-id", "worker-id", "model"):
