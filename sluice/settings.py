@@ -220,6 +220,9 @@ class ApiSettings(KafkaSettings):
     port: int = Field(8080, ge=0, le=65535)
     store_path: Path = Path(".cache/result-store.db")
     max_wait_s: float = Field(60.0, ge=0.0)
+    # Largest POST /v1/jobs body; larger ones get 413. A worker dead-letters jobs over its
+    # max_job_bytes (1 MB by default) anyway.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
 
 
 class Subscription(BaseModel):

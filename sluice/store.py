@@ -80,6 +80,11 @@ class ResultStore:
             found.update(rows.fetchall())
         return found
 
+    def note_submitted(self, job_id: str) -> None:
+        """Record a job this process submitted itself, before the jobs topic brings it back."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO jobs VALUES (?, ?)", (job_id, int(time.time() * 1000)))
+
     def submitted(self, job_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
 

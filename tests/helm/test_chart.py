@@ -22,7 +22,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from sluice.kafka import consumer_config
-from sluice.settings import ApiSettings, KafkaSettings, SinkSettings, WorkerSettings
+from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings, SinkSettings, WorkerSettings
 from tests.helm import tools
 
 pytestmark = pytest.mark.slow
@@ -41,6 +41,7 @@ ALL_ON = [
     "sink.subscriptions[0].url=https://hooks.example.com/in",
     "worker.extraEnv[0].name=VLLM_LOGGING_LEVEL",
     "worker.extraEnv[0].value=INFO",
+    "api.maxLag=5000",
 ]
 
 # The kubernetes client's model for each built-in kind the chart renders.
@@ -247,22 +248,24 @@ def test_keda_watches_the_groups_and_topics_the_workers_use(
 def test_every_variable_the_chart_sets_is_read_by_sluice(
     all_on: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readers: dict[str, type[BaseSettings]] = {
-        "worker": WorkerSettings,
-        "sink": SinkSettings,
-        "api": ApiSettings,
-        "topics": KafkaSettings,
+    readers: dict[str, tuple[type[BaseSettings], ...]] = {
+        "worker": (WorkerSettings,),
+        "sink": (SinkSettings,),
+        "api": (ApiSettings, ProducerSettings),  # the API submits jobs, too
+        "topics": (KafkaSettings,),
     }
     seen = set()
     for name, container in containers(all_on):
-        cls = readers[name]
         env = env_of(container)
-        unread = set(env) - readable_env(cls) - OTHER_ENV
+        unread = set(env) - set().union(*(readable_env(cls) for cls in readers[name])) - OTHER_ENV
         assert not unread, f"{name}: set by the chart, read by nothing: {unread}"
-        settings = settings_from(env, cls, monkeypatch)  # the values validate, too
-        assert settings.bootstrap_servers == "kafka:9092" and settings.security_protocol == "SASL_SSL"
-        assert settings.ssl_ca_location == "/etc/sluice/kafka-ca/ca.crt"
+        for cls in readers[name]:
+            settings = settings_from(env, cls, monkeypatch)  # the values validate, too
+            assert settings.bootstrap_servers == "kafka:9092" and settings.security_protocol == "SASL_SSL"
+            assert settings.ssl_ca_location == "/etc/sluice/kafka-ca/ca.crt"
         seen.add(name)
+    api = settings_from(env_of(dict(containers(all_on))["api"]), ProducerSettings, monkeypatch)
+    assert (api.worker_group_id, api.max_lag) == ("rel-sluice-workers", 5000)
     assert seen == set(readers)
     worker = settings_from(env_of(dict(containers(all_on))["worker"]), WorkerSettings, monkeypatch)
     assert worker.served_model_names == ["a", "b"] and worker.max_model_len == 8192

@@ -28,6 +28,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ include "sluice.fullname" . }}-workers
 {{- end -}}
 
+{{/* KEDA's target lag per worker on the normal topic: by default one worker's pipeline (jobs
+running, maxInFlight or 2 x maxNumSeqs, plus as many buffered). */}}
+{{- define "sluice.lagThreshold" -}}
+{{- $inFlight := .Values.worker.maxInFlight | default (mul 2 .Values.worker.maxNumSeqs) -}}
+{{- .Values.autoscaling.lagThreshold | default (mul 2 $inFlight) -}}
+{{- end -}}
+
 {{/* Environment every Sluice container shares: the cluster, its credentials, the topics. */}}
 {{- define "sluice.kafkaEnv" -}}
 - name: KAFKA_BOOTSTRAP_SERVERS
