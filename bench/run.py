@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import consumers, drain, http_clients, loginstr, patterns, plumbing, sink
+from bench import batch, consumers, drain, http_clients, loginstr, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +94,12 @@ def main() -> None:
             "| level | jobs | instructions per job per round | median | vs logging off |\n"
             "| --- | --- | --- | --- | --- |",
             loginstr.main,
+        ),
+        (
+            "Batch files and HTTP submission (bench/batch.py)",
+            batch.__doc__ or "",
+            "| step | size | rate | time / latency |\n| --- | --- | --- | --- |",
+            batch.main,
         ),
         (
             "Graceful drain (bench/drain.py)",
