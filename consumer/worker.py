@@ -130,6 +130,7 @@ class Worker:
         self.url_policy = settings.url_policy()
         # The access log: every published result, in columnar INFO lines of up to 50 jobs (sluice.logs).
         self.job_log = JobLog("sluice.worker.jobs", "jobs done", ACCESS_FIELDS)
+        self._access = tuple(column.append for column in self.job_log.columns)
         topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
         self.backlog = Backlog(
             topics,
@@ -432,8 +433,12 @@ class Worker:
         record = (self.settings.results_topic, job.job_id.encode(), data, [(TRACEPARENT, child.encode())])
         self._produce(record, (item.tp, item.offset, item.epoch), f"result for job {job.job_id}")
         if self.job_log.enabled:
-            code = None if error is None else error.code
-            self.job_log.rows.append((job.job_id, status, code, tokens, child))
+            add_id, add_status, add_code, add_tokens, add_traceparent = self._access
+            add_id(job.job_id)
+            add_status(status)
+            add_code(None if error is None else error.code)
+            add_tokens(tokens)
+            add_traceparent(child)
 
     def _result(
         self, item: _InFlight, outcome: Completion | BaseException | None

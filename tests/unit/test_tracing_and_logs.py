@@ -55,14 +55,18 @@ def test_job_lines_are_columnar_batched_to_the_writer_and_keep_order() -> None:
     try:
         jobs = JobLog("sluice.worker.jobs", "jobs done", FIELDS)
         assert jobs.enabled
-        jobs.rows += [("j1", "succeeded"), ("j2", "failed")]
+        ids, statuses = jobs.columns
+        ids += ["j1", "j2"]
+        statuses += ["succeeded", "failed"]
         logging.getLogger("sluice.x").info("between")
         jobs.flush()
-        assert len(jobs.rows) == 2  # too few and too soon: kept for the next turn
+        assert len(jobs) == 2  # too few and too soon: kept for the next turn
         jobs.flush(force=True)
-        assert jobs.rows == []
+        assert jobs.columns == ([], [])  # emptied in place: the loop's bound appends stay valid
+        assert ids is jobs.columns[0]
         jobs.flush(force=True)  # nothing left: writes nothing
-        jobs.rows += [(f"k{i}", "succeeded") for i in range(JOBS_PER_LINE + 1)]
+        ids += [f"k{i}" for i in range(JOBS_PER_LINE + 1)]
+        statuses += ["succeeded"] * (JOBS_PER_LINE + 1)
         jobs.flush(force=True)
     finally:
         listener.stop()
@@ -82,7 +86,8 @@ def test_job_lines_are_columnar_batched_to_the_writer_and_keep_order() -> None:
 def test_job_lines_without_the_writer_are_ordinary_records(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sluice.worker.jobs")
     jobs = JobLog("sluice.worker.jobs", "jobs done", FIELDS)
-    jobs.rows.append(("j1", "succeeded"))
+    jobs.columns[0].append("j1")
+    jobs.columns[1].append("succeeded")
     jobs.flush(force=True)
     assert [(r.getMessage(), r.n, r.job_id, r.status) for r in caplog.records] == [  # type: ignore[attr-defined]
         ("jobs done", 1, ["j1"], ["succeeded"])
