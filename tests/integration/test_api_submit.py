@@ -10,7 +10,7 @@ from consumer.fake_engine import fake_completion
 from sluice.broker import free_port
 from sluice.contract import Job
 from sluice.tracing import trace_id
-from tests.integration.conftest import Env, Procs, wait_until
+from tests.integration.conftest import Env, Procs
 from tests.integration.test_result_store import start_api
 
 CALLER_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -71,21 +71,8 @@ def test_above_the_lag_limit_the_api_answers_429_with_retry_after(
     env: Env, procs: Procs, tmp_path: Path
 ) -> None:
     port = free_port()
-    environ = env.environ(SLUICE_MAX_LAG="3", SLUICE_LAG_CHECK_INTERVAL_S="0")
-    procs.start(
-        "api",
-        ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(tmp_path / "s.db")],
-        environ,
-    )
+    start_api(procs, env, port, tmp_path / "s.db", SLUICE_MAX_LAG="3", SLUICE_LAG_CHECK_INTERVAL_S="0")
     url = f"http://127.0.0.1:{port}/v1/jobs"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 60, "the api")
     codes = [httpx.post(url, json={"model": "tiny", "prompt": f"p{i}"}).status_code for i in range(4)]
     assert codes == [202, 202, 202, 202]  # no worker: the lag is now 4, above the limit of 3
     refused = httpx.post(url, json={"model": "tiny", "prompt": "one too many"})

@@ -27,9 +27,12 @@ def result(job_id: str, output: str) -> bytes:
     return encode(Result(job_id=job_id, status="succeeded", model="m", output=output))
 
 
-def start_api(procs: Procs, env: Env, port: int, db: Path) -> None:
+def start_api(procs: Procs, env: Env, port: int, db: Path, **environ: str) -> None:
+    """Start `sluice api` (extra environment variables in `environ`) and wait until it is ready."""
     procs.start(
-        "api", ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(db)], env.environ()
+        "api",
+        ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(db)],
+        env.environ(**environ),
     )
 
     def ready() -> bool:
