@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import batch, consumers, drain, http_clients, loginstr, patterns, plumbing, sink
+from bench import batch, consumers, drain, http_clients, logab, loginstr, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,12 +81,20 @@ def main() -> None:
             "Jobs/s one worker process carries with an instant FakeEngine; each job is decoded, run, its "
             "result produced with acks=all and acknowledged, and its offset committed. Three interleaved "
             "rounds each; CPU is the worker process's CPU time (all threads) per job over the same window. "
-            "Runs of one setup vary by ±15 % here, more than logging costs; the last rows measure the "
-            "access log's cost directly, in one process.",
+            "Runs of one setup vary by ±15 % here, more than logging costs: the next section measures "
+            "that cost inside one running worker, and the last rows here the access log's code alone.",
             "| setup | jobs | jobs/s per round | best jobs/s | CPU µs/job per round | median CPU µs/job "
             "| cost |\n"
             "| --- | --- | --- | --- | --- | --- | --- |",
             plumbing.main,
+        ),
+        (
+            "Logging's cost end to end, switched inside one worker (bench/logab.py)",
+            logab.__doc__ or "",
+            "| measure | block pairs | median, logging off | median, logging on "
+            "| cost (median of pair ratios) | 95 % interval | quartiles of pair ratios |\n"
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            logab.main,
         ),
         (
             "Logging cost in instructions (bench/loginstr.py)",
