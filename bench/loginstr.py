@@ -29,12 +29,15 @@ _WARMUP = 500
 
 
 def _instructions(out: Path) -> int:
-    """Total instructions (Ir) over the dump files callgrind wrote."""
+    """Instructions (Ir) in the dumps that callgrind_control asked for (out.1, out.2, ...), not the
+    one written at exit, which would add the shutdown."""
     total = 0
-    for dump in out.parent.glob(out.name + "*"):
+    for dump in out.parent.glob(out.name + ".*"):
         match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
         if match:
             total += int(match.group(1))
+    if not total:
+        raise RuntimeError(f"no callgrind dump next to {out}")
     return total
 
 
