@@ -80,9 +80,10 @@ def main(n: int = 50_000) -> list[str]:
         load(bootstrap, s.results_topic, n, lambda i: (f"j{i}".encode(), body))
         ck = confluent_rate(bootstrap, s.results_topic, n)
         fa = faust_rate(bootstrap, s.results_topic, n)
+    faust_python = os.environ.get("SLUICE_FAUST_PYTHON", sys.executable)
     ck_name, fa_name = (
-        f"confluent-kafka {_version('confluent-kafka')}",
-        f"faust-streaming {_version('faust-streaming')}",
+        f"confluent-kafka {_version('confluent-kafka', sys.executable)}",
+        f"faust-streaming {_version('faust-streaming', faust_python)}",
     )
     return [
         f"| {ck_name} consume + decode | {n:,} | **{ck:,.0f}** records/s |",
@@ -91,10 +92,10 @@ def main(n: int = 50_000) -> list[str]:
     ]
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-
-    return version(dist)
+def _version(dist: str, python: str) -> str:
+    """The installed version of `dist` in `python`'s environment (faust has a venv of its own)."""
+    code = f"from importlib.metadata import version; print(version({dist!r}))"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 if __name__ == "__main__":
