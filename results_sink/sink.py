@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
+from results_sink.disabled import DisabledEndpoints, disabled_topic, disabled_topic_spec, endpoints_reader
 from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
 from results_sink.schedule import RetryPlan, parse_retry_after
@@ -90,8 +91,12 @@ class Sink:
         producer: Producer,
         poster: Poster,
         metrics: SinkMetrics,
+        disabled: DisabledEndpoints | None = None,
     ) -> None:
         self.settings = settings
+        # Without a consumer of their topic (unit tests) disabled endpoints live in memory only.
+        self.disabled = disabled or DisabledEndpoints(disabled_topic(settings), None, producer)
+        self._disabled_read = 0.0  # when the topic was last read
         self.results = results
         self.retries = retries
         self.producer = producer
@@ -115,7 +120,6 @@ class Sink:
         self.committer = Committer(self.tracker, consumers, settings.commit_interval_s)
         self._tasks: dict[asyncio.Task[None], tuple[_Pending, Endpoint[_Pending]]] = {}
         self._pending = 0  # deliveries in endpoint lines or in requests
-        self._disabled: dict[str, str] = {}  # url -> why (410 Gone)
         self._due: dict[TP, float] = {}  # retry partitions held until their head record is due
         self._held = False  # consumption paused because max_pending deliveries are in memory
         self._stopping = False
@@ -140,6 +144,7 @@ class Sink:
             "on_revoke": self._on_revoke,
             "on_lost": self._on_lost,
         }
+        self.disabled.start()
         settle_heap()
         self.results.subscribe([self.settings.results_topic], **callbacks)
         self.retries.subscribe(self.plan.tier_topics, **callbacks)
@@ -149,6 +154,7 @@ class Sink:
                 polled = self._poll_results() + self._poll_retries()
                 self._release_due()
                 self._sweep()
+                self._follow_disabled()
                 self.producer.poll(0)
                 self.committer.maybe_commit()
                 self._backpressure()
@@ -160,9 +166,17 @@ class Sink:
         finally:
             for consumer in (self.results, self.retries):
                 consumer.close()
+            self.disabled.close()
             await self.poster.close()
             log.info("sink stopped", extra=self.stats)
         return 1 if self._fatal else 0
+
+    def _follow_disabled(self) -> None:
+        """Endpoints disabled or enabled by other sinks (or the CLI), read about once a second."""
+        now = time.monotonic()
+        if now - self._disabled_read >= 1.0:
+            self._disabled_read = now
+            self.disabled.step()
 
     async def _idle(self) -> None:
         self._wake.clear()
@@ -283,8 +297,9 @@ class Sink:
 
     def _dispatch(self, delivery: Delivery, source: _Source, traceparent: str) -> None:
         """Queue the delivery at its endpoint, or settle it some other way (dead-letter)."""
-        if delivery.url in self._disabled:
-            self._dead(delivery, source, traceparent, "endpoint_disabled", self._disabled[delivery.url])
+        why = self.disabled.get(delivery.url)
+        if why is not None:
+            self._dead(delivery, source, traceparent, "endpoint_disabled", why)
             return
         if delivery.subscription is not None and delivery.subscription not in self.subscriptions:
             self._dead(delivery, source, traceparent, "unknown_subscription", delivery.subscription)
@@ -303,10 +318,10 @@ class Sink:
         """Start requests from the endpoint's line while it has free connections."""
         while endpoint.line and endpoint.active < endpoint.concurrency:
             item = endpoint.line[0][1]
-            if item.delivery.url in self._disabled:  # answered 410 while this one waited
+            why = self.disabled.get(item.delivery.url)
+            if why is not None:  # answered 410 while this one waited
                 endpoint.line.popleft()
                 self._pending -= 1
-                why = self._disabled[item.delivery.url]
                 self._dead(item.delivery, item.source, item.traceparent, "endpoint_disabled", why)
                 continue
             if not endpoint.breaker.allow():
@@ -381,7 +396,7 @@ class Sink:
             self._dead(delivery, source, traceparent, "forbidden_url", outcome.error or "")
             return
         if status == 410:
-            self._disabled[delivery.url] = f"answered 410 Gone at {now:.0f}"
+            self.disabled.disable(delivery.url, f"answered 410 Gone at {now:.0f}")
             log.warning("endpoint answered 410 Gone; disabled", extra=extra)
             self._dead(delivery, source, traceparent, "endpoint_gone", "HTTP 410")
             return
@@ -508,6 +523,7 @@ def delivery_topic_specs(settings: SinkSettings) -> list[TopicSpec]:
         for tier in plan.tiers
     ]
     specs.append(TopicSpec(plan.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": str(4 * week_ms)}))
+    specs.append(disabled_topic_spec(settings))
     return specs
 
 
@@ -522,11 +538,12 @@ def create_sink(settings: SinkSettings, poster: Poster | None = None) -> Sink:
     # A group of its own: balanced on its own, a sink never ends up with only retry partitions.
     retries = Consumer(consumer_config(settings, f"{settings.group_id}.retry", **group_conf))
     producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+    disabled = DisabledEndpoints(disabled_topic(settings), endpoints_reader(settings), producer)
     metrics = SinkMetrics()
     if settings.metrics_port is not None:
         start_metrics_server(settings.metrics_port, metrics.registry)
     poster = poster or AiohttpPoster(settings.url_policy(), settings.timeout_s, settings.endpoint_concurrency)
-    return Sink(settings, results, retries, producer, poster, metrics)
+    return Sink(settings, results, retries, producer, poster, metrics, disabled)
 
 
 def run_sink(settings: SinkSettings) -> int:

@@ -9,6 +9,7 @@
     sluice api                     GET /v1/jobs/{id} (result, pending or 404; ?wait= long-polls)
     sluice dlq list|replay         dead letters of jobs or webhook deliveries (filters: job id,
                                    endpoint, time range)
+    sluice endpoints list|enable   webhook endpoints disabled by 410 Gone; enable one again
     sluice receiver                run a local webhook receiver that verifies signatures
 
 Settings come from SLUICE_* environment variables (see sluice/settings.py); flags override them.
@@ -197,6 +198,29 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    from results_sink.disabled import enable_endpoint, read_disabled
+    from sluice.settings import SinkSettings
+
+    settings = SinkSettings()
+    if args.action == "list":
+        disabled = read_disabled(settings)
+        for url, why in sorted(disabled.items()):
+            print(orjson.dumps({"url": url, "reason": why}).decode())
+        print(f"{len(disabled)} disabled endpoint(s)", file=sys.stderr)
+        return 0
+    if not args.url:
+        print("error: enable needs the endpoint's URL", file=sys.stderr)
+        return 2
+    if not enable_endpoint(settings, args.url):
+        print(f"error: {args.url} is not disabled", file=sys.stderr)
+        return 1
+    print(
+        f"enabled {args.url}; replay its dead letters with: sluice dlq replay --endpoint URL", file=sys.stderr
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="LLM inference through Kafka")
     p.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "INFO"))
@@ -261,6 +285,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--until", help="ISO time")
     d.add_argument("--all", action="store_true", help="replay without a filter")
     d.add_argument("--dry-run", action="store_true")
+
+    e = add("endpoints", cmd_endpoints, "list webhook endpoints disabled by 410 Gone, or enable one again")
+    e.add_argument("action", choices=["list", "enable"])
+    e.add_argument("url", nargs="?", help="the endpoint to enable")
 
     r = add("receiver", cmd_receiver, "run a local webhook receiver")
     r.add_argument("--port", type=int, default=8787)

@@ -4,11 +4,13 @@ sink's signer)."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
 import time
 
+import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from results_sink import Receiver, decode_secret, start_receiver
@@ -168,3 +170,49 @@ def test_job_dead_letters_replay_to_their_source_topic(env: Env, procs: Procs) -
     assert any(k == "sluice.replayed.from" for k, _ in replayed[1][2])
     # Still malformed, so the worker dead-letters it again: replay appends, never loses.
     wait_until(lambda: dlq_size(sink, "jobs") == 2, 60, "the replayed job dead-lettered again")
+
+
+def test_an_endpoint_gone_stays_disabled_across_a_restart_until_enabled(env: Env, procs: Procs) -> None:
+    gone = start_receiver(decode_secret(SECRET))
+    gone.fail_status = 410
+    environ = env.environ()
+    first = procs.start("sink", ["sink"], environ)
+    (first_id,) = produce_results(env, [gone.url], "gone-a")
+    s = sink_settings(env, environ)
+    wait_until(lambda: dlq_size(s, "deliveries") == 1, 60, "the 410 dead-lettered")
+    first.send_signal(signal.SIGTERM)
+    first.wait(30)
+    cli = [sys.executable, "-m", "sluice.cli", "endpoints"]
+    listed = subprocess.run([*cli, "list"], env=environ, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert [orjson.loads(line)["url"] for line in listed.stdout.splitlines()] == [gone.url]
+
+    # A new sink knows without asking: no request, the delivery dead-lettered as endpoint_disabled.
+    procs.start("sink", ["sink"], environ)
+    (second_id,) = produce_results(env, [gone.url], "gone-b")
+    wait_until(lambda: dlq_size(s, "deliveries") == 2, 60, "the second delivery dead-lettered")
+    entries = {e.job_id: e.reason for e in list_dlq(s, "deliveries")}
+    assert entries == {first_id: "endpoint_gone", second_id: "endpoint_disabled"}
+    assert gone.rejected == 1 and not gone.counts
+
+    # Enabled again while that sink runs: it reads the tombstone and delivers again.
+    gone.fail_status = None
+    enabled = subprocess.run(
+        [*cli, "enable", gone.url], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert enabled.returncode == 0, enabled.stderr
+    again = subprocess.run(
+        [*cli, "enable", gone.url], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 1 and "is not disabled" in again.stderr
+    # The sink reads the endpoints topic about once a second: results produced before it has read
+    # the tombstone are still dead-lettered, so send one every 2 s until one is delivered.
+    polls = itertools.count()
+
+    def one_delivered() -> bool:
+        if next(polls) % 8 == 0:  # wait_until asks every 0.25 s
+            produce_results(env, [gone.url], f"gone-c{time.monotonic_ns()}")
+        return bool(gone.counts)
+
+    wait_until(one_delivered, 60, "a delivery after enable")
+    assert all(job_id.startswith("gone-c") for job_id in gone.counts) and all_signed_per_spec(gone)

@@ -137,8 +137,8 @@ class Produced:
     topic: str
     value: bytes | None
     key: bytes | None
-    headers: list[tuple[str, bytes]]
-    callback: Callable[[KafkaError | None, Any], None]
+    headers: list[tuple[str, bytes]] | None
+    callback: Callable[[KafkaError | None, Any], None] | None
 
 
 class FakeProducer:
@@ -155,8 +155,8 @@ class FakeProducer:
         value: bytes | None,
         key: bytes | None = None,
         *,
-        headers: list[tuple[str, bytes]],
-        on_delivery: Any,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Any = None,
     ) -> None:
         self.unacked.append(Produced(topic, value, key, headers, on_delivery))
 
@@ -165,12 +165,14 @@ class FakeProducer:
         self.unacked = self.unacked[len(batch) :]
         for record in batch:
             self.acked.append(record)
-            record.callback(None, None)
+            if record.callback is not None:
+                record.callback(None, None)
 
     def fail(self, error: KafkaError) -> None:
         batch, self.unacked = self.unacked, []
         for record in batch:
-            record.callback(error, None)
+            if record.callback is not None:
+                record.callback(error, None)
 
     def poll(self, timeout: float = 0) -> int:
         if self.auto_ack:

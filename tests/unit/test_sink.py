@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
@@ -179,6 +180,9 @@ def test_410_disables_the_endpoint() -> None:
     run_until(sink, lambda: len(produced(producer, "dl.dlq")) == 2)
     assert len(poster.to(url)) == 1
     assert [d.reason for d in produced(producer, "dl.dlq")] == ["endpoint_gone", "endpoint_disabled"]
+    # ... and says so on the endpoints topic, which every sink (and the next one) reads.
+    (record,) = [p for p in producer.acked if p.topic == "dl.endpoints"]
+    assert record.key == url.encode() and "410" in orjson.loads(record.value)["reason"]
 
 
 def test_forbidden_url_is_dead_lettered_without_a_request() -> None:

@@ -1,0 +1,57 @@
+"""DisabledEndpoints on fakes: what it reads from the endpoints topic and what it writes there."""
+
+from __future__ import annotations
+
+import orjson
+
+from results_sink.disabled import DisabledEndpoints
+from tests.unit.fakes import FakeConsumer, FakeProducer
+
+TOPIC = "dl.endpoints"
+
+
+def following(consumer: FakeConsumer) -> DisabledEndpoints:
+    consumer.assigned = [(TOPIC, 0)]
+    return DisabledEndpoints(TOPIC, consumer, None)  # type: ignore[arg-type]
+
+
+def disabled_record(url: str, reason: str) -> bytes:
+    return orjson.dumps({"url": url, "reason": reason, "at": 0})
+
+
+def test_applies_disables_and_enables_from_other_sinks_in_order() -> None:
+    consumer = FakeConsumer()
+    endpoints = following(consumer)
+    a, b = "https://a.example/h", "https://b.example/h"
+    consumer.add(TOPIC, 0, disabled_record(a, "answered 410 Gone at 1"), a.encode())
+    consumer.add(TOPIC, 0, disabled_record(b, "answered 410 Gone at 2"), b.encode())
+    endpoints.step()
+    assert endpoints.urls() == {a: "answered 410 Gone at 1", b: "answered 410 Gone at 2"}
+    consumer.add(TOPIC, 0, None, a.encode())  # `sluice endpoints enable a`
+    endpoints.step()
+    assert a not in endpoints and endpoints.get(b) == "answered 410 Gone at 2"
+    consumer.add(TOPIC, 0, disabled_record(a, "answered 410 Gone at 3"), a.encode())
+    endpoints.step()
+    assert endpoints.get(a) == "answered 410 Gone at 3"
+
+
+def test_an_unreadable_record_still_disables_its_url() -> None:
+    # Keeping a URL disabled by mistake costs a replay; delivering to an endpoint that said
+    # "gone" would ignore what it asked for.
+    consumer = FakeConsumer()
+    endpoints = following(consumer)
+    consumer.add(TOPIC, 0, b"{not json", b"https://c.example/h")
+    consumer.add(TOPIC, 0, b"[]", b"https://d.example/h")
+    endpoints.step()
+    assert set(endpoints.urls()) == {"https://c.example/h", "https://d.example/h"}
+
+
+def test_disable_takes_effect_at_once_and_is_written_keyed_by_url() -> None:
+    producer = FakeProducer()
+    endpoints = DisabledEndpoints(TOPIC, None, producer)  # type: ignore[arg-type]
+    endpoints.disable("https://e.example/h", "answered 410 Gone at 5")
+    assert endpoints.get("https://e.example/h") == "answered 410 Gone at 5"
+    producer.poll()
+    (record,) = producer.acked
+    assert (record.topic, record.key) == (TOPIC, b"https://e.example/h")
+    assert orjson.loads(record.value or b"")["reason"] == "answered 410 Gone at 5"
