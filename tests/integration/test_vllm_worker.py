@@ -7,6 +7,7 @@ of the same tiny model. The model's logits have wide gaps, so both pick the same
 from __future__ import annotations
 
 import random
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,19 @@ def model() -> Path:
     return tiny_model_path()
 
 
+def vllm_environ(env: Env, model: Path) -> dict[str, str]:
+    """The environment of a worker process running the tiny model on vLLM."""
+    return env.environ(
+        SLUICE_WORKER_ENGINE="vllm",
+        SLUICE_WORKER_MODEL=str(model),
+        SLUICE_WORKER_SERVED_MODEL_NAMES='["tiny"]',
+        SLUICE_WORKER_DTYPE="float32",
+        SLUICE_WORKER_MAX_MODEL_LEN="256",
+        SLUICE_WORKER_MAX_NUM_SEQS="8",
+        SLUICE_WORKER_ENFORCE_EAGER="true",
+    )
+
+
 @pytest.fixture(scope="module")
 def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One vLLM worker for the module (loading the engine is the slow part)."""
@@ -65,16 +79,7 @@ def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) 
         ],
     )
     procs = Procs(tmp_path_factory.mktemp("vllm-worker"))
-    worker_env = env.environ(
-        SLUICE_WORKER_ENGINE="vllm",
-        SLUICE_WORKER_MODEL=str(model),
-        SLUICE_WORKER_SERVED_MODEL_NAMES='["tiny"]',
-        SLUICE_WORKER_DTYPE="float32",
-        SLUICE_WORKER_MAX_MODEL_LEN="256",
-        SLUICE_WORKER_MAX_NUM_SEQS="8",
-        SLUICE_WORKER_ENFORCE_EAGER="true",
-    )
-    procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], worker_env)
+    procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], vllm_environ(env, model))
     env.procs = procs  # type: ignore[attr-defined]
     yield env
     procs.stop_all()
@@ -252,3 +257,53 @@ def test_seed_structured_output_and_stop_are_honoured(venv: Env) -> None:
     assert stop_word not in (stopped.output or "")
     assert (results["unstopped"].output or "").startswith(stopped.output or "")
     assert stopped.finish_reason == "stop"
+
+
+def test_a_vllm_worker_killed_mid_run_loses_nothing(bootstrap: str, model: Path, tmp_path: Path) -> None:
+    """SIGKILL while vLLM has jobs in flight; a new worker finishes them. Every job gets a result,
+    and a job answered twice (its offset was not yet committed) got the same greedy output twice."""
+    env = Env(bootstrap, f"k{uuid.uuid4().hex[:10]}", partitions=3)
+    s = env.settings
+    create_topics(s, [TopicSpec(t, 3, {}) for t in (s.jobs_topic, s.high_topic, s.results_topic)])
+    create_topics(s, [TopicSpec(s.dlq_topic, 1, {})])
+    procs = Procs(tmp_path)
+    environ = vllm_environ(env, model)
+    rng = random.Random(11)
+    jobs = [
+        Job(
+            job_id=f"kill-{i}",
+            model="tiny",
+            prompt=" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
+            sampling=SamplingParams(max_tokens=rng.choice([16, 48, 96]), temperature=0.0),
+        )
+        for i in range(160)
+    ]
+    try:
+        victim = procs.start("victim", ["worker", "--worker-id", "victim"], environ)
+        with JobProducer(ProducerSettings(**s.model_dump())) as producer:
+            for job in jobs:
+                producer.submit(job)
+
+        def answered() -> list[Result]:
+            return read_results(env.bootstrap, s.results_topic)
+
+        wait_until(lambda: len(answered()) >= 16, 240, "the victim to answer 16 jobs")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        before = {r.job_id for r in answered()}
+        assert len(before) < len(jobs), "the kill must land mid-run"
+        procs.start("successor", ["worker", "--worker-id", "successor"], environ)
+        wait_until(lambda: {r.job_id for r in answered()} >= {j.job_id for j in jobs}, 300, "every result")
+    except AssertionError:
+        print(procs.logs()[-5000:])
+        raise
+    finally:
+        procs.stop_all()
+    results = answered()
+    assert {r.job_id for r in results} == {j.job_id for j in jobs}
+    assert all(r.status == "succeeded" for r in results), [r.error for r in results if r.error]
+    outputs: dict[str, set[str | None]] = {}
+    for r in results:
+        outputs.setdefault(r.job_id, set()).add(r.output)
+    assert all(len(o) == 1 for o in outputs.values())
+    assert {r.worker_id for r in results if r.job_id not in before} == {"successor"}
