@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import promql_parser
 import pytest
 import yaml
 from kubernetes.client import ApiClient
@@ -23,6 +24,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from sluice.kafka import consumer_config
+from sluice.metrics import SinkMetrics, WorkerMetrics
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings, SinkSettings, WorkerSettings
 from tests.helm import tools
 
@@ -35,6 +37,8 @@ ALL_ON = [
     "kafka.sasl.existingSecret=kafka-user",
     "kafka.tls.caSecret=kafka-ca",
     "serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "prometheusRule.labels.release=kube-prometheus-stack",
     "worker.maxModelLen=8192",
     "worker.servedModelNames={a,b}",
     "worker.modelCache.existingClaim=models",
@@ -56,6 +60,10 @@ KEDA_CRDS = {
     "ScaledObject": "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
 }
+OPERATOR_CRDS = {
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+    "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
+}
 # Read by the `sluice` CLI or by libraries rather than by a settings class (VLLM_LOGGING_LEVEL:
 # ALL_ON's extraEnv, passed through for vLLM).
 OTHER_ENV = {"SLUICE_LOG_LEVEL", "HF_HOME", "HOME", "XDG_CACHE_HOME", "VLLM_LOGGING_LEVEL"}
@@ -64,6 +72,11 @@ OTHER_ENV = {"SLUICE_LOG_LEVEL", "HF_HOME", "HOME", "XDG_CACHE_HOME", "VLLM_LOGG
 @pytest.fixture(scope="module")
 def keda() -> Path:
     return tools.keda_source()
+
+
+@pytest.fixture(scope="module")
+def operator() -> Path:
+    return tools.prometheus_operator_source()
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +147,66 @@ def pruned(doc: Any, schema: dict[str, Any], path: str = "") -> list[str]:
 
 
 def crd_schema(keda: Path, kind: str) -> dict[str, Any]:
-    crd = yaml.safe_load((keda / "config" / "crd" / "bases" / KEDA_CRDS[kind]).read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return _schema(keda / "config" / "crd" / "bases" / KEDA_CRDS[kind], "v1alpha1")
+
+
+def operator_schema(operator: Path, kind: str) -> dict[str, Any]:
+    return _schema(operator / "example" / "prometheus-operator-crd" / OPERATOR_CRDS[kind], "v1")
+
+
+def _schema(path: Path, version_name: str) -> dict[str, Any]:
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == version_name]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema
+
+
+def keda_metrics(keda: Path) -> dict[str, set[str]]:
+    """Metric name -> label names of the Prometheus metrics KEDA's operator exports, from its source."""
+    src = (keda / "pkg" / "metricscollector" / "prommetrics.go").read_text()
+    consts = (keda / "pkg" / "metricscollector" / "metricscollectors.go").read_text()
+    namespace = re.search(r'DefaultPromMetricsNamespace\s*=\s*"(\w+)"', consts)
+    shared = re.search(r"metricLabels\s*=\s*\[\]string\{([^}]*)\}", src)
+    assert namespace and shared, "KEDA's prommetrics.go changed shape"
+    metrics = {}
+    for block in re.findall(r"prometheus\.\w+Opts\{(.*?)\},\s*(metricLabels|\[\]string\{[^}]*\})", src, re.S):
+        opts, labels = block
+        sub = re.search(r'Subsystem:\s*"(\w+)"', opts)
+        name = re.search(r'Name:\s*"(\w+)"', opts)
+        if sub and name:
+            label_src = shared.group(1) if labels == "metricLabels" else labels
+            metrics[f"{namespace.group(1)}_{sub.group(1)}_{name.group(1)}"] = set(
+                re.findall(r'"(\w+)"', label_src)
+            )
+    return metrics
+
+
+def vector_selectors(expr: str) -> list[Any]:
+    """The series selectors of a PromQL expression; raises on a syntax error, as Prometheus would."""
+    found: list[Any] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def sluice_metrics() -> dict[str, set[str]]:
+    """Series name -> label names of every metric the worker and the sink export."""
+    out: dict[str, set[str]] = {}
+    for registry in (WorkerMetrics().registry, SinkMetrics().registry):
+        for family in registry.collect():
+            # A labelled metric not yet observed has no samples: its label names are on the collector.
+            collector = registry._names_to_collectors[family.name]
+            labels = set(getattr(collector, "_labelnames", ()))
+            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(
+                family.type, ("",)
+            )
+            for suffix in suffixes:
+                out[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return out
 
 
 def kafka_scaler_keys(keda: Path) -> tuple[set[str], set[str]]:
@@ -221,6 +290,52 @@ def test_keda_resources_match_kedas_crds_and_kafka_scaler(all_on: list[dict[str,
         assert meta["offsetResetPolicy"] in ("earliest", "latest")
     auth = one(all_on, "TriggerAuthentication", "-kafka")
     assert {p["parameter"] for p in auth["spec"]["secretTargetRef"]} == {"username", "password", "ca"}
+
+
+def test_monitoring_resources_match_the_prometheus_operators_crds(
+    all_on: list[dict[str, Any]], operator: Path
+) -> None:
+    for kind in OPERATOR_CRDS:
+        docs = [d for d in all_on if d["kind"] == kind]
+        assert docs, kind
+        schema = operator_schema(operator, kind)
+        for doc in docs:
+            jsonschema.Draft7Validator(schema).validate(doc)
+            assert pruned(doc, schema) == [], f"{kind}: fields the Prometheus Operator's CRD does not have"
+
+
+def test_alerts_parse_and_select_only_series_that_exist(all_on: list[dict[str, Any]], keda: Path) -> None:
+    rule = one(all_on, "PrometheusRule", "-sluice")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    exported = sluice_metrics() | keda_metrics(keda)
+    assert "keda_scaler_metrics_value" in exported and "sluice_worker_jobs_total" in exported
+    metrics_services = {
+        d["metadata"]["name"] for d in all_on if d["kind"] == "Service" and "metrics" in d["metadata"]["name"]
+    }
+    scaled_object = one(all_on, "ScaledObject", "-worker")["metadata"]["name"]
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert len(alerts) == 7
+    for name, r in alerts.items():
+        selectors = vector_selectors(r["expr"])
+        assert selectors, name
+        for sel in selectors:
+            assert sel.name in exported, f"{name}: no such series {sel.name}"
+            matchers = {m.name: m.value for m in sel.matchers.matchers}
+            if sel.name.startswith("sluice_"):
+                # Scoped to this release's pods, found through its metrics Services.
+                assert matchers.pop("namespace") == "ml" and matchers.pop("service") in metrics_services
+            else:
+                assert matchers.pop("scaledObject") == scaled_object
+            assert set(matchers) <= exported[sel.name], f"{name}: {sel.name} has no label {set(matchers)}"
+    # Templating left Prometheus's own placeholders alone.
+    assert alerts["SluiceWebhooksDeadLettered"]["annotations"]["summary"].endswith("({{ $labels.reason }})")
+    # The backlog alert fires beyond what maxReplicas workers hold (8 x 1,024 by default).
+    assert alerts["SluiceBacklogBeyondMaxWorkers"]["expr"].endswith("> 8192")
+    off = tools.render("prometheusRule.enabled=true", "autoscaling.enabled=false")
+    assert "SluiceBacklogBeyondMaxWorkers" not in {
+        r["alert"] for r in one(off, "PrometheusRule", "-sluice")["spec"]["groups"][0]["rules"]
+    }
 
 
 def test_keda_watches_the_groups_and_topics_the_workers_use(

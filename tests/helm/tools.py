@@ -1,5 +1,6 @@
-"""The real tools the chart tests run: helm, built from the Go module proxy, and KEDA's source
-(its CRDs and its Kafka scaler), fetched the same way. Both are pinned and cached."""
+"""The real tools the chart tests run: helm, built from the Go module proxy, KEDA's source (its
+CRDs, its Kafka scaler, its metrics) and the Prometheus Operator's CRDs, fetched the same way.
+All are pinned and cached."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sluice"
 HELM_VERSION = "v3.22.0"
 KEDA_VERSION = "v2.18.1"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 # A helm built by `go install` lacks the release's version stamps and assumes Kubernetes 1.20.
 KUBE_VERSION = "1.31.0"
 _CACHE = Path(os.environ.get("SLUICE_CACHE_DIR", ROOT / ".cache"))
@@ -57,8 +59,17 @@ def helm() -> Path:
 
 def keda_source() -> Path:
     """The KEDA module's source tree at the pinned version (read only)."""
+    return _module("github.com/kedacore/keda/v2", KEDA_VERSION)
+
+
+def prometheus_operator_source() -> Path:
+    """The Prometheus Operator module's tree at the pinned version: its CRDs (read only)."""
+    return _module("github.com/prometheus-operator/prometheus-operator", PROMETHEUS_OPERATOR_VERSION)
+
+
+def _module(path: str, version: str) -> Path:
     done = subprocess.run(
-        [_go(), "mod", "download", "-json", f"github.com/kedacore/keda/v2@{KEDA_VERSION}"],
+        [_go(), "mod", "download", "-json", f"{path}@{version}"],
         env={**os.environ, "GOFLAGS": "-modcacherw"},
         capture_output=True,
         text=True,
@@ -67,7 +78,7 @@ def keda_source() -> Path:
         cwd=tempfile.gettempdir(),  # outside any Go module
     )
     if done.returncode != 0:
-        raise ToolError(f"go mod download keda {KEDA_VERSION} failed:\n{done.stdout}{done.stderr}")
+        raise ToolError(f"go mod download {path}@{version} failed:\n{done.stdout}{done.stderr}")
     return Path(json.loads(done.stdout)["Dir"])
 
 
