@@ -66,6 +66,9 @@ class DisabledEndpoints:
         self._urls: dict[str, str] = {}
         self._next = 0  # offset of the next record to read
 
+    def __len__(self) -> int:
+        return len(self._urls)
+
     def __contains__(self, url: str) -> bool:
         return url in self._urls
 

@@ -97,6 +97,7 @@ class Sink:
         # Without a consumer of their topic (unit tests) disabled endpoints live in memory only.
         self.disabled = disabled or DisabledEndpoints(disabled_topic(settings), None, producer)
         self._disabled_read = 0.0  # when the topic was last read
+        metrics.disabled_endpoints.set_function(lambda: len(self.disabled))
         self.results = results
         self.retries = retries
         self.producer = producer

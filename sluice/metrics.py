@@ -86,6 +86,11 @@ class SinkMetrics:
             "sluice_sink_skipped", "Results with no webhook and no subscription", registry=r
         )
         self.in_flight = Gauge("sluice_sink_in_flight", "Deliveries in progress", registry=r)
+        self.disabled_endpoints = Gauge(
+            "sluice_sink_disabled_endpoints",
+            "Webhook endpoints disabled by 410 Gone (by any sink; `sluice endpoints list`)",
+            registry=r,
+        )
         self.latency = Histogram(
             "sluice_sink_delivery_seconds",
             "Result produced to webhook acknowledged",

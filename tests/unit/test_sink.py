@@ -183,6 +183,7 @@ def test_410_disables_the_endpoint() -> None:
     # ... and says so on the endpoints topic, which every sink (and the next one) reads.
     (record,) = [p for p in producer.acked if p.topic == "dl.endpoints"]
     assert record.key == url.encode() and "410" in orjson.loads(record.value)["reason"]
+    assert sink.metrics.registry.get_sample_value("sluice_sink_disabled_endpoints") == 1
 
 
 def test_forbidden_url_is_dead_lettered_without_a_request() -> None:
