@@ -95,7 +95,9 @@ class Sink:
     ) -> None:
         self.settings = settings
         # Without a consumer of their topic (unit tests) disabled endpoints live in memory only.
-        self.disabled = disabled or DisabledEndpoints(disabled_topic(settings), None, producer)
+        if disabled is None:
+            disabled = DisabledEndpoints(disabled_topic(settings), None, producer)
+        self.disabled = disabled
         self._disabled_read = 0.0  # when the topic was last read
         metrics.disabled_endpoints.set_function(lambda: len(self.disabled))
         self.results = results

@@ -190,9 +190,15 @@ def test_an_endpoint_gone_stays_disabled_across_a_restart_until_enabled(env: Env
     # A new sink knows without asking: no request, the delivery dead-lettered as endpoint_disabled.
     procs.start("sink", ["sink"], environ)
     (second_id,) = produce_results(env, [gone.url], "gone-b")
-    wait_until(lambda: dlq_size(s, "deliveries") == 2, 60, "the second delivery dead-lettered")
-    entries = {e.job_id: e.reason for e in list_dlq(s, "deliveries")}
-    assert entries == {first_id: "endpoint_gone", second_id: "endpoint_disabled"}
+
+    def dead_letters() -> list[tuple[str | None, str]]:
+        return [(e.job_id, e.reason) for e in list_dlq(s, "deliveries")]
+
+    wait_until(lambda: second_id in {j for j, _ in dead_letters()}, 60, "the second delivery dead-lettered")
+    # (The first result may come round again if its offset was not committed before the stop: it is
+    # then dead-lettered again as disabled, also without a request.)
+    assert {r for j, r in dead_letters() if j == second_id} == {"endpoint_disabled"}
+    assert dead_letters()[0] == (first_id, "endpoint_gone")
     assert gone.rejected == 1 and not gone.counts
 
     # Enabled again while that sink runs: it reads the tombstone and delivers again.
