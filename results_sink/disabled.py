@@ -19,7 +19,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from sluice.errors import KafkaOperationError
-from sluice.kafka import TopicSpec, is_record, producer_config, retrying
+from sluice.kafka import TopicSpec, is_record, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings
 
 __all__ = [
@@ -45,14 +45,7 @@ def disabled_topic_spec(settings: KafkaSettings) -> TopicSpec:
 
 def endpoints_reader(settings: KafkaSettings) -> Consumer:
     """A consumer for DisabledEndpoints: assigned, never in a group, committing nothing."""
-    return Consumer(
-        {
-            **settings.client_config(),
-            "group.id": "sluice-endpoints-reader",  # never joins: assign() only, nothing committed
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    return Consumer(reader_config(settings, "sluice-endpoints-reader"))
 
 
 class DisabledEndpoints:

@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from results_sink.deliveries import decode_delivery
 from results_sink.schedule import RetryPlan
 from sluice.errors import ContractError, KafkaOperationError
-from sluice.kafka import header, header_pairs, producer_config, retrying
+from sluice.kafka import header, header_pairs, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings, SinkSettings
 
 __all__ = ["DlqEntry", "DlqFilter", "list_dlq", "parse_filter", "replay_dlq"]
@@ -82,14 +82,7 @@ def dlq_topic(settings: KafkaSettings, kind: Kind) -> str:
 
 
 def _records(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> Iterator[object]:
-    consumer = Consumer(
-        {
-            **settings.client_config(),
-            "group.id": f"sluice-dlq-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = Consumer(reader_config(settings, f"sluice-dlq-reader-{uuid.uuid4().hex[:8]}"))
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None:

@@ -66,6 +66,14 @@ def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dic
     return conf
 
 
+def reader_config(settings: KafkaSettings, group_id: str) -> dict[str, Any]:
+    """A consumer given partitions by assign(): it never joins its group, never commits, and
+    reports each partition's end (so a reader knows when it has read everything)."""
+    conf = settings.client_config()
+    conf.update({"group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True})
+    return conf
+
+
 RawHeaders = Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None
 
 

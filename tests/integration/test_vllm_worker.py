@@ -51,6 +51,42 @@ def model() -> Path:
     return tiny_model_path()
 
 
+def new_env(bootstrap: str, prefix: str) -> Env:
+    """Topics of their own: jobs, high and results with 3 partitions, the DLQ with 1."""
+    env = Env(bootstrap, f"{prefix}{uuid.uuid4().hex[:10]}", partitions=3)
+    s = env.settings
+    create_topics(
+        s,
+        [
+            TopicSpec(s.jobs_topic, 3, {}),
+            TopicSpec(s.high_topic, 3, {}),
+            TopicSpec(s.results_topic, 3, {}),
+            TopicSpec(s.dlq_topic, 1, {}),
+        ],
+    )
+    return env
+
+
+def greedy_jobs(prefix: str, n: int, seed: int, max_words: int, max_tokens: list[int]) -> list[Job]:
+    """n greedy prompt jobs of random WORDS (2 to max_words), max_tokens drawn from the list."""
+    rng = random.Random(seed)
+    return [
+        Job(
+            job_id=f"{prefix}-{i}",
+            model="tiny",
+            prompt=" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, max_words))),
+            sampling=SamplingParams(max_tokens=rng.choice(max_tokens), temperature=0.0),
+        )
+        for i in range(n)
+    ]
+
+
+def submit(env: Env, jobs: list[Job]) -> None:
+    with JobProducer(ProducerSettings(**env.settings.model_dump())) as producer:
+        for job in jobs:
+            producer.submit(job)
+
+
 def vllm_environ(env: Env, model: Path) -> dict[str, str]:
     """The environment of a worker process running the tiny model on vLLM."""
     return env.environ(
@@ -67,17 +103,7 @@ def vllm_environ(env: Env, model: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One vLLM worker for the module (loading the engine is the slow part)."""
-    env = Env(bootstrap, f"v{uuid.uuid4().hex[:10]}", partitions=3)
-    s = env.settings
-    create_topics(
-        s,
-        [
-            TopicSpec(s.jobs_topic, 3, {}),
-            TopicSpec(s.high_topic, 3, {}),
-            TopicSpec(s.results_topic, 3, {}),
-            TopicSpec(s.dlq_topic, 1, {}),
-        ],
-    )
+    env = new_env(bootstrap, "v")
     procs = Procs(tmp_path_factory.mktemp("vllm-worker"))
     procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], vllm_environ(env, model))
     env.procs = procs  # type: ignore[attr-defined]
@@ -86,9 +112,7 @@ def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def run_jobs(env: Env, jobs: list[Job]) -> dict[str, Result]:
-    with JobProducer(ProducerSettings(**env.settings.model_dump())) as producer:
-        for job in jobs:
-            producer.submit(job)
+    submit(env, jobs)
     wanted = {j.job_id for j in jobs}
 
     def collected() -> dict[str, Result]:
@@ -134,16 +158,7 @@ class Reference:
 
 
 def test_greedy_outputs_and_token_counts_match_an_independent_reference(venv: Env, model: Path) -> None:
-    rng = random.Random(5)
-    jobs = [
-        Job(
-            job_id=f"g-{i}",
-            model="tiny",
-            prompt=" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 40))),
-            sampling=SamplingParams(max_tokens=rng.choice([1, 7, 33, 64]), temperature=0.0),
-        )
-        for i in range(24)
-    ]
+    jobs = greedy_jobs("g", 24, seed=5, max_words=40, max_tokens=[1, 7, 33, 64])
     chat = Job(
         job_id="chat-1",
         model="tiny",
@@ -262,27 +277,14 @@ def test_seed_structured_output_and_stop_are_honoured(venv: Env) -> None:
 def test_a_vllm_worker_killed_mid_run_loses_nothing(bootstrap: str, model: Path, tmp_path: Path) -> None:
     """SIGKILL while vLLM has jobs in flight; a new worker finishes them. Every job gets a result,
     and a job answered twice (its offset was not yet committed) got the same greedy output twice."""
-    env = Env(bootstrap, f"k{uuid.uuid4().hex[:10]}", partitions=3)
+    env = new_env(bootstrap, "k")
     s = env.settings
-    create_topics(s, [TopicSpec(t, 3, {}) for t in (s.jobs_topic, s.high_topic, s.results_topic)])
-    create_topics(s, [TopicSpec(s.dlq_topic, 1, {})])
     procs = Procs(tmp_path)
     environ = vllm_environ(env, model)
-    rng = random.Random(11)
-    jobs = [
-        Job(
-            job_id=f"kill-{i}",
-            model="tiny",
-            prompt=" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
-            sampling=SamplingParams(max_tokens=rng.choice([16, 48, 96]), temperature=0.0),
-        )
-        for i in range(160)
-    ]
+    jobs = greedy_jobs("kill", 160, seed=11, max_words=20, max_tokens=[16, 48, 96])
     try:
         victim = procs.start("victim", ["worker", "--worker-id", "victim"], environ)
-        with JobProducer(ProducerSettings(**s.model_dump())) as producer:
-            for job in jobs:
-                producer.submit(job)
+        submit(env, jobs)
 
         def answered() -> list[Result]:
             return read_results(env.bootstrap, s.results_topic)
