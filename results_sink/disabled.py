@@ -16,7 +16,7 @@ import time
 from functools import partial
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from sluice.errors import KafkaOperationError
 from sluice.kafka import TopicSpec, is_record, producer_config, reader_config, retrying
@@ -77,10 +77,8 @@ class DisabledEndpoints:
         """Read the topic up to its end as of now, then keep following it (step())."""
         if self._consumer is None:
             return
-        listing = retrying(partial(self._consumer.list_topics, self.topic, timeout=10), "metadata")
-        meta = listing.topics.get(self.topic)
-        if meta is None or meta.error is not None:
-            raise KafkaOperationError(f"topic {self.topic!r} not found (`sluice sink` creates it)")
+        # Right after the sink creates the topic, brokers may not list it yet: ask again a while.
+        retrying(self._check_topic, f"topic {self.topic!r} (`sluice sink` creates it)", timeout_s)
         tp = TopicPartition(self.topic, 0)
         low, end = retrying(partial(self._consumer.get_watermark_offsets, tp, timeout=10), self.topic)
         self._next = low
@@ -91,6 +89,12 @@ class DisabledEndpoints:
         if self._next < end:  # deliveries to a disabled URL then fail once more: nothing is lost
             log.warning("disabled endpoints not read to the end in %.0f s; going on", timeout_s)
         log.info("disabled endpoints loaded", extra={"disabled": len(self._urls)})
+
+    def _check_topic(self) -> None:
+        assert self._consumer is not None
+        meta = self._consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+        if meta is None or meta.error is not None or 0 not in meta.partitions:
+            raise KafkaException(meta.error if meta is not None and meta.error else "not listed")
 
     def step(self, timeout_s: float = 0.0) -> None:
         """Apply what other sinks (or `sluice endpoints enable`) wrote since the last step."""
