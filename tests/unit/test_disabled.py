@@ -55,3 +55,40 @@ def test_disable_takes_effect_at_once_and_is_written_keyed_by_url() -> None:
     (record,) = producer.acked
     assert (record.topic, record.key) == (TOPIC, b"https://e.example/h")
     assert orjson.loads(record.value or b"")["reason"] == "answered 410 Gone at 5"
+
+
+class _Listing:
+    def __init__(self, topics: dict[str, object]) -> None:
+        self.topics = topics
+
+
+class _Meta:
+    def __init__(self) -> None:
+        self.error = None
+        self.partitions = {0: object()}
+
+
+class NewTopicConsumer(FakeConsumer):
+    """A fake consumer whose broker lists the topic only from the third metadata request on,
+    as a fresh broker does right after the topic is created."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def list_topics(self, topic: str, timeout: float) -> _Listing:
+        self.asked += 1
+        return _Listing({topic: _Meta()} if self.asked >= 3 else {})
+
+    def get_watermark_offsets(self, tp: object, timeout: float) -> tuple[int, int]:
+        return 0, 0
+
+    def assign(self, partitions: list[object]) -> None:
+        self.assigned = [(TOPIC, 0)]
+
+
+def test_start_waits_for_a_topic_just_created() -> None:
+    consumer = NewTopicConsumer()
+    endpoints = DisabledEndpoints(TOPIC, consumer, None)  # type: ignore[arg-type]
+    endpoints.start(timeout_s=10)
+    assert consumer.asked == 3 and consumer.assigned == [(TOPIC, 0)]
