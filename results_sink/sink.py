@@ -36,6 +36,7 @@ from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
 from results_sink.schedule import RetryPlan, parse_retry_after
 from results_sink.signing import decode_secret, signature_headers
+from sluice.clock import Every
 from sluice.commits import Committer
 from sluice.contract import decode_result
 from sluice.errors import ConfigError, ContractError
@@ -98,7 +99,7 @@ class Sink:
         if disabled is None:
             disabled = DisabledEndpoints(disabled_topic(settings), None, producer)
         self.disabled = disabled
-        self._disabled_read = 0.0  # when the topic was last read
+        self._disabled_read = Every(1.0)  # the topic of disabled endpoints, read about once a second
         metrics.disabled_endpoints.set_function(lambda: len(self.disabled))
         self.results = results
         self.retries = retries
@@ -176,9 +177,7 @@ class Sink:
 
     def _follow_disabled(self) -> None:
         """Endpoints disabled or enabled by other sinks (or the CLI), read about once a second."""
-        now = time.monotonic()
-        if now - self._disabled_read >= 1.0:
-            self._disabled_read = now
+        if self._disabled_read.tick():
             self.disabled.step()
 
     async def _idle(self) -> None:

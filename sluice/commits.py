@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer
 
+from sluice.clock import Every
 from sluice.kafka import commit
 from sluice.offsets import TP, OffsetTracker
 
@@ -31,22 +32,22 @@ class Committer:
         consumers: Mapping[str, Consumer],
         interval_s: float,
         on_commit: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracker = tracker
         self.consumers = consumers
-        self.interval_s = interval_s
         self.on_commit = on_commit
-        self._last = 0.0
+        self._every = Every(interval_s, clock)
 
     def maybe_commit(self) -> None:
         """Commit asynchronously if the interval has passed since the last commit."""
-        if time.monotonic() - self._last >= self.interval_s:
+        if self._every.due():
             self.commit(sync=False)
 
     def commit(self, sync: bool, tps: list[TP] | None = None) -> None:
         """Commit what is done (for `tps`, or every tracked partition); a failure is logged, and
         only means those records are delivered again later."""
-        self._last = time.monotonic()
+        self._every.done()
         offsets = self.tracker.committable(tps, again=sync)
         if not offsets:
             return

@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from sluice.clock import Every
 from sluice.errors import KafkaOperationError
 from sluice.offsets import TP, OffsetTracker
 
@@ -49,15 +50,15 @@ class Transactions:
         interval_s: float,
         timeout_s: float = 60.0,
         on_commit: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.producer = producer
         self.consumers = consumers
         self.tracker = tracker
-        self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.on_commit = on_commit
         self._held: dict[TP, list[tuple[int, Record]]] = defaultdict(list)
-        self._last = 0.0
+        self._every = Every(interval_s, clock)
 
     def start(self) -> None:
         """Fence any earlier producer with this transactional.id and abort its open transaction."""
@@ -77,7 +78,7 @@ class Transactions:
         return sum(len(v) for v in self._held.values())
 
     def maybe_commit(self) -> None:
-        if time.monotonic() - self._last >= self.interval_s:
+        if self._every.due():
             self.commit(sync=False)
 
     def commit(self, sync: bool, tps: list[TP] | None = None) -> None:
@@ -85,7 +86,7 @@ class Transactions:
         offsets. Raises KafkaOperationError when the producer cannot go on (fenced: another
         worker owns these partitions now); the worker then exits."""
         del sync  # a transaction commit is always synchronous
-        self._last = time.monotonic()
+        self._every.done()
         offsets = self.tracker.committable(tps)
         if not offsets:
             return

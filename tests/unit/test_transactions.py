@@ -119,3 +119,16 @@ def test_results_of_a_revoked_partition_are_dropped() -> None:
     tracker.assign((T, 0))
     txn.commit(sync=False)
     assert producer.committed == [] and txn.held() == 0
+
+
+def test_the_first_commit_is_due_at_once_on_a_freshly_booted_machine() -> None:
+    producer = FakeTxnProducer()
+    tracker = OffsetTracker()
+    tp = (T, 0)
+    epoch = tracker.assign(tp)
+    tracker.add(tp, 0)
+    # Monotonic time counts from boot: 5 s after boot, with an hour's interval, nothing was committed yet.
+    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=3600, clock=lambda: 5.0)  # type: ignore[arg-type,dict-item]
+    txn.produce(tp, 0, epoch, (T, b"k", b"v", []))
+    txn.maybe_commit()
+    assert producer.committed == [([b"v"], [(T, 0, 1)])]
