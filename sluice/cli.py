@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,10 +45,14 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]
 def cmd_broker(args: argparse.Namespace) -> int:
     from sluice.broker import start_broker
 
+    # The JVM runs in a session of its own (so Ctrl-C reaches us first): a supervisor's SIGTERM, a
+    # closed terminal's SIGHUP or Ctrl-C must all stop it, or it outlives us holding its ports.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     broker = start_broker(_cache_dir(), port=args.port)
-    print(f"Kafka {broker.bootstrap_servers} ready (log: {broker.log_path}); Ctrl-C stops it", flush=True)
-    print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
     try:
+        print(f"Kafka {broker.bootstrap_servers} ready (log: {broker.log_path}); Ctrl-C stops it", flush=True)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
         while broker.process.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:
