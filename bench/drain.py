@@ -67,6 +67,7 @@ def run_once(bootstrap: str, sig: signal.Signals, drain_s: str, n: int = 5000) -
         **os.environ,
         **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": f"{s.jobs_topic}-workers",
+        "SLUICE_WORKER_ENGINE": "fake",
         "SLUICE_WORKER_FAKE_LATENCY_S": "0.5",
         "SLUICE_WORKER_MAX_IN_FLIGHT": "200",
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",

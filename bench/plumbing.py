@@ -42,6 +42,7 @@ def worker_env(
         **os.environ,
         **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": group,
+        "SLUICE_WORKER_ENGINE": "fake",
         "SLUICE_WORKER_MAX_IN_FLIGHT": "4096",
         "SLUICE_WORKER_BATCH_SIZE": "1024",
         "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",

@@ -9,6 +9,7 @@ failure, and EngineDeadError when the engine itself is gone (the worker stops).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +18,8 @@ from sluice.errors import ConfigError
 from sluice.settings import WorkerSettings
 
 __all__ = ["Completion", "Engine", "make_engine"]
+
+log = logging.getLogger("sluice.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,10 @@ def make_engine(settings: WorkerSettings) -> Engine:
     if settings.engine == "fake":
         from consumer.fake_engine import FakeEngine
 
+        log.warning(
+            "engine 'fake' (SLUICE_WORKER_ENGINE=fake or --engine fake): a test double that answers "
+            "with the prompt's words reversed, not a model; use --engine vllm to run a model"
+        )
         return FakeEngine(
             latency_s=settings.fake_latency_s,
             tokens_per_s=settings.fake_tokens_per_s,

@@ -187,7 +187,8 @@ class WorkerSettings(KafkaSettings):
     session_timeout_ms: int = Field(45_000, ge=1000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
-    engine: Literal["fake", "vllm"] = "fake"
+    # The real engine unless asked otherwise: "fake" is a test double (reversed prompts), never a default.
+    engine: Literal["fake", "vllm"] = "vllm"
     model: str | None = None
     served_model_names: list[str] = Field(default_factory=list)
     max_num_seqs: int = Field(256, ge=1)

@@ -67,6 +67,7 @@ class Env:
             **os.environ,
             **self.settings.child_env(),
             "SLUICE_WORKER_GROUP_ID": f"{self.prefix}-workers",
+            "SLUICE_WORKER_ENGINE": "fake",  # tests that need vLLM ask for it
             "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
             "SLUICE_WORKER_HEARTBEAT_INTERVAL_MS": "500",
             "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",

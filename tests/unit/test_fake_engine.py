@@ -29,6 +29,21 @@ def test_vllm_engine_needs_a_model() -> None:
         make_engine(WorkerSettings(engine="vllm"))
 
 
+def test_the_real_engine_is_the_default_and_the_fake_says_what_it_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from consumer.vllm_engine import VllmEngine
+
+    assert WorkerSettings().engine == "vllm"
+    engine = make_engine(WorkerSettings(model="/models/X"))  # not started: nothing is loaded
+    assert isinstance(engine, VllmEngine) and engine.config.model == "/models/X"
+    with pytest.raises(ConfigError, match="needs a model"):
+        make_engine(WorkerSettings())
+    with caplog.at_level("WARNING", logger="sluice.engine"):
+        make_engine(WorkerSettings(engine="fake"))
+    assert "test double" in caplog.text and "not a model" in caplog.text
+
+
 def test_jobs_finish_out_of_order_and_slots_limit_concurrency() -> None:
     async def main() -> list[str]:
         engine = FakeEngine(latency_s=0.0, tokens_per_s=200.0, max_batch=2)
