@@ -64,9 +64,9 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from sluice.kafka import create_topics
-    from sluice.settings import KafkaSettings
+    from sluice.settings import KafkaSettings, load
 
-    settings = KafkaSettings(**_overrides(args, ["jobs_partitions"]))
+    settings = load(KafkaSettings, **_overrides(args, ["jobs_partitions"]))
     reports = create_topics(settings)
     for r in reports:
         print(f"{r.name}: {r.status}{' - ' + r.detail if r.detail else ''}")
@@ -89,10 +89,10 @@ def _job_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from producer import JobProducer
-    from sluice.settings import ProducerSettings
+    from sluice.settings import ProducerSettings, load
 
     spec = _job_from_flags(args)
-    with JobProducer(ProducerSettings()) as producer:
+    with JobProducer(load(ProducerSettings)) as producer:
         done = producer.submit(spec, traceparent=args.traceparent).result(timeout=60)
     print(orjson.dumps(dataclasses.asdict(done)).decode())
     return 0
@@ -100,10 +100,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_submit_file(args: argparse.Namespace) -> int:
     from producer import JobProducer, submit_file
-    from sluice.settings import ProducerSettings
+    from sluice.settings import ProducerSettings, load
 
     manifest = None if args.manifest is None else Path(args.manifest)
-    with JobProducer(ProducerSettings()) as producer:
+    with JobProducer(load(ProducerSettings)) as producer:
         summary = submit_file(
             producer, Path(args.file), default_model=args.model, keep_ids=False, manifest=manifest
         )
@@ -115,13 +115,13 @@ def cmd_submit_file(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from producer import Manifest, collect
-    from sluice.settings import KafkaSettings
+    from sluice.settings import KafkaSettings, load
 
     manifest = Manifest.load(Path(args.manifest))
     out = Path(args.out)
     errors = Path(args.errors) if args.errors else out.with_name(f"{out.stem}.errors{out.suffix}")
     with out.open("wb") as good, errors.open("wb") as bad:
-        summary = collect(KafkaSettings(), manifest, good, bad, timeout_s=args.timeout)
+        summary = collect(load(KafkaSettings), manifest, good, bad, timeout_s=args.timeout)
     print(summary.describe())
     print(f"succeeded: {out}; failed, expired and rejected: {errors}")
     return 0 if not summary.missing else 3
@@ -129,7 +129,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from consumer import run_worker
-    from sluice.settings import WorkerSettings
+    from sluice.settings import WorkerSettings, load
 
     names = [
         "group_id",
@@ -141,28 +141,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "fake_tokens_per_s",
         "batch_size",
     ]
-    return run_worker(WorkerSettings(**_overrides(args, names)))
+    return run_worker(load(WorkerSettings, **_overrides(args, names)))
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
     from results_sink import run_sink
-    from sluice.settings import SinkSettings
+    from sluice.settings import SinkSettings, load
 
     overrides = _overrides(args, ["group_id", "metrics_port"])
     if args.webhook_secret:
         overrides["webhook_secrets"] = args.webhook_secret
-    return run_sink(SinkSettings(**overrides))
+    return run_sink(load(SinkSettings, **overrides))
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     from results_sink import decode_secret, start_receiver
+    from sluice.settings import SinkSettings, load
 
-    secrets = (
-        args.webhook_secret
-        or (
-            os.environ.get("SLUICE_SINK_WEBHOOK_SECRETS") or os.environ.get("SLUICE_SINK_WEBHOOK_SECRET", "")
-        ).split()
-    )
+    secrets = args.webhook_secret or [
+        secret.get_secret_value() for secret in load(SinkSettings).webhook_secrets
+    ]
     receiver = start_receiver([decode_secret(s) for s in secrets], port=args.port)
     print(f"receiving on {receiver.url}; GET / for stats; Ctrl-C stops", flush=True)
     try:
@@ -175,16 +173,16 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     from results_sink.api import run_api
-    from sluice.settings import ApiSettings
+    from sluice.settings import ApiSettings, load
 
-    return run_api(ApiSettings(**_overrides(args, ["host", "port", "store_path"])))
+    return run_api(load(ApiSettings, **_overrides(args, ["host", "port", "store_path"])))
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from results_sink.dlq import list_dlq, parse_filter, replay_dlq
-    from sluice.settings import SinkSettings
+    from sluice.settings import SinkSettings, load
 
-    settings = SinkSettings()
+    settings = load(SinkSettings)
     flt = parse_filter(args.job_id, args.endpoint, args.since, args.until)
     if args.action == "list":
         entries = list_dlq(settings, args.kind, flt)
@@ -205,9 +203,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
     from results_sink.disabled import enable_endpoint, read_disabled
-    from sluice.settings import SinkSettings
+    from sluice.settings import SinkSettings, load
 
-    settings = SinkSettings()
+    settings = load(SinkSettings)
     if args.action == "list":
         disabled = read_disabled(settings)
         for url, why in sorted(disabled.items()):

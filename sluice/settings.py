@@ -10,11 +10,22 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+import orjson
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sluice.errors import ConfigError
 from sluice.urlpolicy import UrlPolicy
 
 __all__ = [
@@ -24,19 +35,60 @@ __all__ = [
     "SinkSettings",
     "Subscription",
     "WorkerSettings",
+    "load",
 ]
 
 
-def _split(value: Any) -> Any:
-    """Lists from the environment: a JSON array, or comma/space separated words."""
+def _json(text: str, expected: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"expected {expected}; this is not valid JSON ({exc})") from None
+
+
+def _words(value: Any) -> Any:
+    """A list from the environment: a JSON array, or comma/space separated words."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import orjson
-
-            return orjson.loads(text)
+            return _json(text, "a JSON array or comma-separated words")
         return [w for w in text.replace(",", " ").split() if w]
     return value
+
+
+def _object(value: Any) -> Any:
+    """A mapping from the environment: a JSON object, or comma-separated name=value pairs."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            return _json(text, 'a JSON object ({"name": value, ...}) or name=value pairs')
+        pairs = [w for w in text.replace(",", " ").split() if w]
+        if any("=" not in p for p in pairs):
+            raise ValueError(
+                'expected a JSON object ({"name": value, ...}) or comma-separated name=value pairs'
+            )
+        return {k: _scalar(v) for k, v in (p.split("=", 1) for p in pairs)}
+    return value
+
+
+def _scalar(text: str) -> Any:
+    # name=value pairs carry JSON scalars where they parse (numbers, true/false), text otherwise.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _array(value: Any) -> Any:
+    if isinstance(value, str):
+        return _json(value.strip(), "a JSON array of objects")
+    return value
+
+
+# Every list or mapping setting is parsed here, never by pydantic-settings' JSON decoding, so words
+# and JSON are accepted alike and a bad value is a validation error naming its variable.
+Words = Annotated[list[str], NoDecode, BeforeValidator(_words)]
+Options = Annotated[dict[str, Any], NoDecode, BeforeValidator(_object)]
 
 
 def _shared(name: str) -> AliasChoices:
@@ -68,9 +120,7 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = Field(None, validation_alias=_shared("sasl_username"))
     sasl_password: SecretStr | None = Field(None, validation_alias=_shared("sasl_password"))
     ssl_ca_location: str | None = Field(None, validation_alias=_shared("ssl_ca_location"))
-    client_overrides: dict[str, Any] = Field(
-        default_factory=dict, validation_alias=_shared("client_overrides")
-    )
+    client_overrides: Options = Field(default_factory=dict, validation_alias=_shared("client_overrides"))
 
     jobs_topic: str = Field("inference-jobs", validation_alias=_shared("jobs_topic"))
     # Jobs with priority "high" go here; workers start them first (see consumer/backlog.py).
@@ -86,14 +136,7 @@ class KafkaSettings(BaseSettings):
     # Which webhook URLs may be submitted and called (sluice/urlpolicy.py); checked at submit
     # (producer) and at every connection (sink), so both read the same variables.
     webhook_allow_http: bool = Field(False, validation_alias=_shared("webhook_allow_http"))
-    webhook_allowlist: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=_shared("webhook_allowlist")
-    )
-
-    @field_validator("webhook_allowlist", mode="before")
-    @classmethod
-    def _words(cls, value: Any) -> Any:
-        return _split(value)
+    webhook_allowlist: Words = Field(default_factory=list, validation_alias=_shared("webhook_allowlist"))
 
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy(self.webhook_allow_http, tuple(self.webhook_allowlist))
@@ -190,15 +233,15 @@ class WorkerSettings(KafkaSettings):
     # The real engine unless asked otherwise: "fake" is a test double (reversed prompts), never a default.
     engine: Literal["fake", "vllm"] = "vllm"
     model: str | None = None
-    served_model_names: list[str] = Field(default_factory=list)
+    served_model_names: Words = Field(default_factory=list)
     max_num_seqs: int = Field(256, ge=1)
     max_model_len: int | None = None
     dtype: str = "auto"
     kv_cache_memory_bytes: int | None = None
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     enforce_eager: bool = False
-    lora_modules: dict[str, str] = Field(default_factory=dict)
-    engine_args: dict[str, Any] = Field(default_factory=dict)
+    lora_modules: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(default_factory=dict)
+    engine_args: Options = Field(default_factory=dict)
     fake_latency_s: float = Field(0.0, ge=0.0)
     fake_tokens_per_s: float = Field(0.0, ge=0.0)
     fake_max_batch: int = Field(256, ge=1)
@@ -264,7 +307,9 @@ class SinkSettings(KafkaSettings):
             "SLUICE_SINK_WEBHOOK_SECRETS", "SLUICE_SINK_WEBHOOK_SECRET", "webhook_secrets"
         ),
     )
-    subscriptions: list[Subscription] = Field(default_factory=list)
+    subscriptions: Annotated[list[Subscription], NoDecode, BeforeValidator(_array)] = Field(
+        default_factory=list
+    )
     # Delay before each attempt, in seconds: the first is immediate (Standard Webhooks' schedule).
     retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
@@ -294,7 +339,7 @@ class SinkSettings(KafkaSettings):
     @field_validator("webhook_secrets", "retry_schedule", mode="before")
     @classmethod
     def _sink_words(cls, value: Any) -> Any:
-        return _split(value)
+        return _words(value)
 
     @field_validator("retry_schedule")
     @classmethod
@@ -302,3 +347,34 @@ class SinkSettings(KafkaSettings):
         if not value or any(d < 0 for d in value):
             raise ValueError("retry_schedule needs at least one delay, none negative")
         return value
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """`cls(**overrides)` (the environment fills the rest); an invalid value raises ConfigError with
+    one line per problem naming the environment variable, what it holds and what it expects."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(cls, e) for e in exc.errors())) from None
+
+
+def _describe(cls: type[BaseSettings], error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    name = loc[0] if loc else "?"
+    field = cls.model_fields.get(name)
+    if field is not None:  # a field without an alias: its variable is the prefix plus its name
+        name = f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+    where = ".".join([name, *loc[1:]])
+    value = error.get("input")
+    secret = any(w in where.lower() for w in ("secret", "password"))
+    shown = "" if secret or isinstance(value, dict) else f"={_truncate(value)}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}{shown}: {message}"
+
+
+def _truncate(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

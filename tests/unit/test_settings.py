@@ -1,0 +1,132 @@
+"""Settings from the environment: every list takes words or JSON alike, and every invalid value is
+one line naming its variable, for every settings class."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from sluice.errors import ConfigError
+from sluice.settings import (
+    ApiSettings,
+    KafkaSettings,
+    ProducerSettings,
+    SinkSettings,
+    WorkerSettings,
+    load,
+)
+
+CLASSES: list[type[BaseSettings]] = [
+    KafkaSettings,
+    ProducerSettings,
+    WorkerSettings,
+    ApiSettings,
+    SinkSettings,
+]
+
+# (variable, class, field): every list setting.
+LISTS = [
+    ("SLUICE_WEBHOOK_ALLOWLIST", KafkaSettings, "webhook_allowlist"),
+    ("SLUICE_WORKER_SERVED_MODEL_NAMES", WorkerSettings, "served_model_names"),
+]
+
+
+@pytest.mark.parametrize(("variable", "cls", "name"), LISTS)
+@pytest.mark.parametrize("text", ["a,b", "a b", " a, b ", '["a", "b"]'])
+def test_list_settings_take_words_or_json(
+    variable: str, cls: type[BaseSettings], name: str, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, text)
+    assert getattr(load(cls), name) == ["a", "b"]
+
+
+def test_a_single_bare_word_is_a_one_element_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_WORKER_SERVED_MODEL_NAMES", "bench")
+    assert load(WorkerSettings).served_model_names == ["bench"]
+
+
+def test_sink_lists_take_words_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_SINK_RETRY_SCHEDULE", "0, 5 30")
+    monkeypatch.setenv("SLUICE_SINK_WEBHOOK_SECRETS", '["whsec_a", "whsec_b"]')
+    s = load(SinkSettings)
+    assert s.retry_schedule == [0.0, 5.0, 30.0]
+    assert [x.get_secret_value() for x in s.webhook_secrets] == ["whsec_a", "whsec_b"]
+
+
+def test_mappings_take_json_or_name_value_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "SLUICE_WORKER_ENGINE_ARGS", "max_num_batched_tokens=8192, enable_prefix_caching=false"
+    )
+    monkeypatch.setenv("SLUICE_WORKER_LORA_MODULES", '{"sql": "/loras/sql"}')
+    monkeypatch.setenv("SLUICE_CLIENT_OVERRIDES", "socket.keepalive.enable=true")
+    s = load(WorkerSettings)
+    assert s.engine_args == {"max_num_batched_tokens": 8192, "enable_prefix_caching": False}
+    assert s.lora_modules == {"sql": "/loras/sql"}
+    assert s.client_overrides == {"socket.keepalive.enable": True}
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    ("variable", "value", "expects"),
+    [
+        ("SLUICE_JOBS_PARTITIONS", "many", "valid integer"),
+        ("SLUICE_REPLICATION_FACTOR", "0", "greater than or equal to 1"),
+        ("SLUICE_SECURITY_PROTOCOL", "TLS", "PLAINTEXT"),
+        ("SLUICE_CLIENT_OVERRIDES", "{not json", "JSON object"),
+        ("SLUICE_WEBHOOK_ALLOWLIST", "[1, 2", "JSON array"),
+    ],
+)
+def test_an_invalid_shared_setting_names_its_variable_in_every_class(
+    cls: type[BaseSettings], variable: str, value: str, expects: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load(cls)
+    message = str(caught.value)
+    assert message.startswith(f"{variable}=") and expects in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("cls", "variable", "value", "expects"),
+    [
+        (ProducerSettings, "SLUICE_MAX_LAG", "-1", "greater than or equal to 0"),
+        (ProducerSettings, "SLUICE_LINGER_MS", "soon", "valid integer"),
+        (WorkerSettings, "SLUICE_WORKER_BATCH_SIZE", "abc", "valid integer"),
+        (WorkerSettings, "SLUICE_WORKER_ENGINE", "tgi", "'fake' or 'vllm'"),
+        (WorkerSettings, "SLUICE_WORKER_ENGINE_ARGS", "foo", "name=value pairs"),
+        (WorkerSettings, "SLUICE_WORKER_LORA_MODULES", "[1]", "JSON object"),
+        (ApiSettings, "SLUICE_API_PORT", "70000", "less than or equal to 65535"),
+        (SinkSettings, "SLUICE_SINK_RETRY_SCHEDULE", "-1", "none negative"),
+        (SinkSettings, "SLUICE_SINK_SUBSCRIPTIONS", "everything", "JSON array of objects"),
+        (SinkSettings, "SLUICE_SINK_SUBSCRIPTIONS", '[{"id": "a"}]', "Field required"),
+    ],
+)
+def test_an_invalid_service_setting_names_its_variable(
+    cls: type[BaseSettings], variable: str, value: str, expects: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load(cls)
+    message = str(caught.value)
+    assert message.startswith(variable) and expects in message and "\n" not in message
+
+
+def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_SINK_WEBHOOK_SECRETS", '["whsec_topsecret", 5, [1]]')
+    with pytest.raises(ConfigError) as caught:
+        load(SinkSettings)
+    assert "SLUICE_SINK_WEBHOOK_SECRETS" in str(caught.value) and "topsecret" not in str(caught.value)
+
+
+def test_the_cli_prints_one_line_and_no_traceback() -> None:
+    env = {"SLUICE_WORKER_SERVED_MODEL_NAMES": "[bench", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice.cli", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("error (config_error): SLUICE_WORKER_SERVED_MODEL_NAMES=[bench: expected")
