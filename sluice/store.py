@@ -7,6 +7,12 @@ transaction per batch, so a restart resumes where it stopped; a deleted file is 
 topics (results are compacted and keyed by job id, so the topic is the source of truth).
 
 Job ids seen on the jobs topics make "pending" answers possible for jobs not yet finished.
+
+A view mirrors one cluster's topics, not topic names: it records the cluster id and each topic's id
+(KIP-516 topic ids) and is dropped and rebuilt when either differs at start (a worker pointed at
+another cluster, a results topic deleted and created again) or when an offset it saved is outside
+its partition's range (records deleted under it). Otherwise a stale view would answer new jobs
+with another cluster's results.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from functools import partial
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from sluice.kafka import is_record, position, retrying
 from sluice.settings import KafkaSettings
@@ -30,8 +37,10 @@ __all__ = ["ResultStore", "StoreFollower"]
 
 log = logging.getLogger("sluice.store")
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
+_TABLES = ("results", "jobs", "offsets", "identity")
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB NOT NULL, digest TEXT
 );
@@ -52,15 +61,25 @@ class ResultStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         if self.db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
             # Only a cache of the topics: an older layout is dropped and rebuilt from Kafka.
-            self.db.executescript(
-                "DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS jobs; DROP TABLE IF EXISTS offsets;"
-            )
+            self.db.executescript("".join(f"DROP TABLE IF EXISTS {t};" for t in _TABLES))
             self.db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
 
     def close(self) -> None:
         self.db.close()
+
+    def identity(self) -> dict[str, str]:
+        """What this view mirrors: the cluster id and the id of each topic, by name."""
+        return dict(self.db.execute("SELECT name, id FROM identity").fetchall())
+
+    def reset(self, identity: dict[str, str]) -> None:
+        """Forget everything, and mirror `identity` from the start of its topics."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for table in _TABLES:
+                self.db.execute(f"DELETE FROM {table}")
+            self.db.executemany("INSERT INTO identity VALUES (?, ?)", list(identity.items()))
 
     def offsets(self) -> dict[tuple[str, int], int]:
         rows = self.db.execute("SELECT topic, partition, next FROM offsets").fetchall()
@@ -159,28 +178,49 @@ class StoreFollower:
         self._targets: dict[tuple[str, int], int] = {}
 
     def start(self) -> None:
-        topics = [self.settings.results_topic]
+        """Check the view still mirrors these topics (else rebuild it), then follow them."""
+        names = [self.settings.results_topic]
         if self.with_jobs:
-            topics += [self.settings.jobs_topic, self.settings.high_topic]
+            names += [self.settings.jobs_topic, self.settings.high_topic]
+        identity, ranges = self._describe(names)
+        if self.store.identity() != identity:
+            if self.store.identity():
+                log.warning("store mirrors another cluster or topic; rebuilding it", extra=identity)
+            self.store.reset(identity)
         saved = self.store.offsets()
-        parts = []
-        for topic in topics:
-            listing = retrying(partial(self.consumer.list_topics, topic, timeout=10), f"metadata of {topic}")
-            meta = listing.topics.get(topic)
-            if meta is None or meta.error is not None:
-                log.warning("topic %s not found; not following it", topic)
-                continue
-            for p in meta.partitions:
-                tp = (topic, p)
-                parts.append(TopicPartition(topic, p, saved.get(tp, 0)))
-                if topic == self.settings.results_topic:
-                    read = partial(self.consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=10)
-                    low, high = retrying(read, f"offsets of {topic}[{p}]")
-                    if high > max(low, saved.get(tp, 0)):
-                        self._targets[tp] = high
-        self.consumer.assign(parts)
+        outside = [tp for tp, n in saved.items() if tp in ranges and not ranges[tp][0] <= n <= ranges[tp][1]]
+        if outside or any(tp not in ranges for tp in saved):
+            log.warning("store offsets out of range; rebuilding it", extra={"partitions": str(outside)})
+            self.store.reset(identity)
+            saved = {}
+        for tp, (low, high) in ranges.items():
+            if tp[0] == self.settings.results_topic and high > max(low, saved.get(tp, 0)):
+                self._targets[tp] = high
+        self.consumer.assign([TopicPartition(t, p, saved.get((t, p), 0)) for t, p in ranges])
         self.caught_up = not self._targets
-        log.info("store following", extra={"partitions": len(parts), "resumed": bool(saved)})
+        log.info("store following", extra={"partitions": len(ranges), "resumed": bool(saved)})
+
+    def _describe(self, names: list[str]) -> tuple[dict[str, str], dict[tuple[str, int], tuple[int, int]]]:
+        """The cluster's and the topics' ids, and each partition's (low, high) watermarks."""
+        listing = retrying(partial(self.consumer.list_topics, timeout=10), "cluster metadata")
+        identity = {"cluster": str(listing.cluster_id)}
+        found = [n for n in names if n in listing.topics and listing.topics[n].error is None]
+        for name in set(names) - set(found):
+            log.warning("topic %s not found; not following it", name)
+        admin = AdminClient(self.settings.client_config())
+
+        def topic_ids() -> dict[str, str]:
+            futures = admin.describe_topics(TopicCollection(found), request_timeout=10)
+            return {f"topic:{name}": str(f.result(10).topic_id) for name, f in futures.items()}
+
+        if found:
+            identity |= retrying(topic_ids, "topic ids")
+        ranges = {}
+        for name in found:
+            for p in listing.topics[name].partitions:
+                read = partial(self.consumer.get_watermark_offsets, TopicPartition(name, p), timeout=10)
+                ranges[(name, p)] = retrying(read, f"offsets of {name}[{p}]")
+        return identity, ranges
 
     def step(self, max_messages: int = 1000) -> int:
         """Apply what the consumer has now; returns how many records it read."""
