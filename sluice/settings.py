@@ -256,7 +256,7 @@ class WorkerSettings(KafkaSettings):
 
 
 class ApiSettings(KafkaSettings):
-    """Settings of `sluice api` (GET /v1/jobs/{id} from the local result store)."""
+    """Settings of `sluice api` (POST /v1/jobs, and GET /v1/jobs/{id} from the local result store)."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_API_", extra="ignore", populate_by_name=True)
 
