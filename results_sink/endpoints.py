@@ -65,6 +65,11 @@ class Breaker:
         self.failures = 0
         self._probing = False
 
+    def abandon(self) -> None:
+        """An attempt ended without an answer (cancelled): if it was the probe, another may go.
+        Otherwise a half-open breaker would wait for an answer that never comes, for ever."""
+        self._probing = False
+
     def failure(self) -> None:
         self.failures += 1
         if self.state is BreakerState.HALF_OPEN or self.failures >= self.threshold:

@@ -30,9 +30,11 @@ class Receiver:
     traceparents: dict[str, str] = field(default_factory=dict)
     raw: dict[str, tuple[dict[str, str], bytes]] = field(default_factory=dict)  # last headers, body
     first_received: dict[str, float] = field(default_factory=dict)  # time.time() of the first 2xx
-    rejected: int = 0  # requests answered with fail_status
+    rejected: int = 0  # requests answered with fail_status (or for fail_first)
+    rejected_ids: Counter[str] = field(default_factory=Counter)  # webhook-id -> requests refused
     bad_signatures: int = 0
     fail_status: int | None = None
+    fail_first: int = 0  # answer this many requests with 500 before serving any
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -75,10 +77,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            if receiver.fail_status is not None:
-                with receiver.lock:
+            with receiver.lock:
+                status = receiver.fail_status
+                if status is None and receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    status = 500
+                if status is not None:
                     receiver.rejected += 1
-                self._reply(receiver.fail_status)
+                    receiver.rejected_ids[self.headers.get("webhook-id", "")] += 1
+            if status is not None:
+                self._reply(status)
                 return
             try:
                 verify(receiver.keys, dict(self.headers.items()), body)

@@ -1,20 +1,26 @@
 """When the next delivery attempt happens, and which delay-tier topic holds it until then.
 
-Retries wait in Kafka, not in memory: a delivery that must wait d seconds is produced to the tier
-topic `<deliveries_topic>.retry.<d>s` for the smallest tier d that covers it, with its due time.
-Every record in a tier waits about the same delay, so a tier partition is (nearly) ordered by due
-time and the sink can pause it at the first record not yet due. Jitter only shortens a wait (by
-up to `jitter` of it), which keeps that order within a jitter's width.
+Retries wait in Kafka, not in memory, in delay-tier topics `<deliveries_topic>.retry.<d>s`, one
+per distinct wait of the schedule. A record of tier d is released d seconds after it was produced:
+release times grow with offsets, so the sink can pause a tier partition at its first record not yet
+released and nothing behind it waits longer than its own tier delay.
+
+A record is never held past its release for its own due time: a wait longer than every tier it
+fits (a breaker deferral of 30 s with tiers of 5 s and 300 s, a Retry-After) is produced to the
+largest tier not above it and, once released, produced again for the rest of the wait (a hop).
+Holding it instead stalled every record behind it: deferrals due in seconds waited behind a retry
+due in five minutes (issue 12, A6). Jitter only shortens a wait (by up to `jitter` of it).
 """
 
 from __future__ import annotations
 
 import email.utils
+import enum
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RetryPlan", "parse_retry_after"]
+__all__ = ["Intake", "RetryPlan", "intake", "parse_retry_after"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,30 @@ class RetryPlan:
         return base * (1 - self.jitter * random.random())
 
     def tier_for(self, wait: float) -> float:
-        """The smallest tier that is at least `wait` (the largest tier if none is)."""
-        for tier in self.tiers:
-            if tier >= wait:
-                return tier
-        return self.tiers[-1]
+        """The largest tier not above `wait` (within the jitter that may have shortened it), the
+        smallest tier if none is: a record released from it is due, or hops on for the rest."""
+        fits = [t for t in self.tiers if t * (1 - self.jitter) <= wait]
+        return fits[-1] if fits else self.tiers[0]
+
+
+class Intake(enum.Enum):
+    """What to do with the record at the head of a retry-tier partition."""
+
+    ATTEMPT = "attempt"  # due: deliver it now
+    HOLD = "hold"  # not released yet: pause its partition for the returned seconds
+    HOP = "hop"  # released but not due: produce it to the tier for the returned wait
+
+
+def intake(due_at: float, produced_at: float, tier: float, now: float) -> tuple[Intake, float]:
+    """The retry-tier record at its partition's head: attempt it, hold the partition (never past the
+    record's release, `produced_at` + `tier`), or hop it to another tier (all times time.time())."""
+    wait = due_at - now
+    if wait <= 0:
+        return Intake.ATTEMPT, 0.0
+    release = produced_at + tier - now
+    if release > 0:
+        return Intake.HOLD, min(wait, release)
+    return Intake.HOP, wait
 
 
 def parse_retry_after(value: str | None, now: float, cap: float) -> float | None:

@@ -28,13 +28,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
 from results_sink.disabled import DisabledEndpoints, disabled_topic, disabled_topic_spec, endpoints_reader
 from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
-from results_sink.schedule import RetryPlan, parse_retry_after
+from results_sink.schedule import Intake, RetryPlan, intake, parse_retry_after
 from results_sink.signing import decode_secret, signature_headers
 from sluice.clock import Every
 from sluice.commits import Committer
@@ -107,6 +107,7 @@ class Sink:
         self.poster = poster
         self.metrics = metrics
         self.plan = RetryPlan.of(settings.retry_schedule, settings.deliveries_topic, settings.retry_jitter)
+        self._tier_of = {self.plan.tier_topic(t): t for t in self.plan.tiers}
         if not settings.webhook_secrets:
             raise ConfigError("a webhook signing secret is required (SLUICE_SINK_WEBHOOK_SECRETS)")
         self.keys = [decode_secret(s.get_secret_value()) for s in settings.webhook_secrets]
@@ -265,8 +266,10 @@ class Sink:
                 log.error("undecodable record on retry topic at %s@%d: %s", tp, offset, exc)
                 self.tracker.done(tp, offset, self.tracker.add(tp, offset))
                 continue
-            wait = delivery.due_at - now
-            if wait > 0:  # not due: hold the partition at this record until it is
+            kind, ts_ms = msg.timestamp()
+            produced = ts_ms / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else 0.0
+            step, wait = intake(delivery.due_at, produced, self._tier_of.get(tp[0], 0.0), now)
+            if step is Intake.HOLD:  # not released: hold the partition at this record until it is
                 held.add(tp)
                 part = TopicPartition(tp[0], tp[1], offset)
                 self.retries.pause([part])
@@ -274,7 +277,11 @@ class Sink:
                 self._due[tp] = time.monotonic() + wait
                 continue
             source = _Source(tp, offset, self.tracker.add(tp, offset), 1)
-            self._dispatch(delivery, source, ensure_traceparent(header(msg.headers(), TRACEPARENT)))
+            traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
+            if step is Intake.HOP:
+                self._produce(self.plan.tier_topic(self.plan.tier_for(wait)), delivery, traceparent, source)
+            else:
+                self._dispatch(delivery, source, traceparent)
         return len(messages)
 
     def _release_due(self) -> None:
@@ -356,9 +363,11 @@ class Sink:
         _, endpoint = self._tasks.pop(task)
         endpoint.active -= 1
         self._pending -= 1
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            endpoint.breaker.abandon()
+        elif task.exception() is not None:
             self._fail(f"delivery task crashed: {task.exception()!r}")
-        elif not task.cancelled():
+        else:
             self._pump(endpoint)
         self._wake.set()
 
@@ -404,6 +413,8 @@ class Sink:
             return
         if status is None or status >= 500 or status == 429:
             endpoint.breaker.failure()
+        else:  # it answers (a 4xx is about this delivery): a probe so answered closes the breaker
+            endpoint.breaker.success()
         self._retry(delivery, source, traceparent, outcome, extra)
 
     def _retry(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import email.utils
 
 from results_sink.endpoints import Breaker, BreakerState, endpoint_key
-from results_sink.schedule import RetryPlan, parse_retry_after
+from results_sink.schedule import Intake, RetryPlan, intake, parse_retry_after
 
 PLAN = RetryPlan.of([0, 5, 300, 1800, 7200, 18000, 36000, 36000], "d", jitter=0.1)
 
@@ -20,9 +20,22 @@ def test_jitter_only_shortens_a_wait_within_its_bound() -> None:
     assert len(set(waits)) > 400  # actually random
 
 
-def test_tier_for_picks_the_smallest_covering_tier() -> None:
-    assert PLAN.tier_for(0.2) == 5 and PLAN.tier_for(5) == 5 and PLAN.tier_for(6) == 300
+def test_tier_for_picks_the_largest_tier_not_above_the_wait_within_jitter() -> None:
+    assert PLAN.tier_for(0.2) == 5 and PLAN.tier_for(5) == 5 and PLAN.tier_for(6) == 5
+    assert PLAN.tier_for(30) == 5 and PLAN.tier_for(271) == 300  # 271: 300 shortened by jitter
     assert PLAN.tier_for(10**9) == 36000
+    for attempt in range(2, 9):  # a scheduled retry goes to its own tier, jittered or not
+        wait = PLAN.wait_before(attempt)
+        assert wait is not None and PLAN.tier_for(wait) == PLAN.schedule[attempt - 1]
+
+
+def test_intake_holds_a_partition_no_longer_than_its_head_records_release() -> None:
+    now = 1000.0
+    assert intake(due_at=999, produced_at=990, tier=5, now=now) == (Intake.ATTEMPT, 0.0)
+    assert intake(due_at=1003, produced_at=998, tier=5, now=now) == (Intake.HOLD, 3.0)
+    # Due in 5 min but produced to the 5 s tier 2 s ago: held 3 s, then hopped, never 5 min.
+    assert intake(due_at=1300, produced_at=998, tier=5, now=now) == (Intake.HOLD, 3.0)
+    assert intake(due_at=1300, produced_at=990, tier=5, now=now) == (Intake.HOP, 300.0)
 
 
 def test_retry_after_in_seconds_or_http_date() -> None:
@@ -55,3 +68,13 @@ def test_breaker_opens_probes_once_and_closes_on_success() -> None:
 def test_endpoint_key_is_scheme_host_port() -> None:
     assert endpoint_key("https://A.example/x?y") == "https://a.example:443"
     assert endpoint_key("http://a.example:8080/") == "http://a.example:8080"
+
+
+def test_an_abandoned_probe_lets_another_probe_go() -> None:
+    now = [0.0]
+    b = Breaker(threshold=1, cooldown_s=10, clock=lambda: now[0])
+    b.failure()
+    now[0] = 10
+    assert b.allow() and not b.allow()  # the probe, and nothing else while it is out
+    b.abandon()  # cancelled (a rebalance, a shutdown): no answer will ever come
+    assert b.allow() and b.state is BreakerState.HALF_OPEN

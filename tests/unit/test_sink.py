@@ -142,12 +142,28 @@ def test_a_due_retry_record_is_attempted_and_a_future_one_holds_its_partition() 
     later = Delivery(
         job_id="later", url="https://a.example/hook", attempt=2, due_at=time.time() + 0.6, body="{}"
     )
-    retries.add("dl.retry.1s", 0, due.encode())
-    retries.add("dl.retry.1s", 0, later.encode())
+    now_ms = int(time.time() * 1000)
+    retries.add("dl.retry.1s", 0, due.encode(), timestamp_ms=now_ms - 1000)
+    retries.add("dl.retry.1s", 0, later.encode(), timestamp_ms=now_ms)
     start = time.monotonic()
     run_until(sink, lambda: retries.committed_offset(("dl.retry.1s", 0)) == 2)
     assert [c.headers["webhook-id"] for c in poster.calls] == ["due", "later"]
     assert time.monotonic() - start >= 0.5  # "later" waited for its due time
+
+
+def test_a_released_record_not_yet_due_hops_on_instead_of_holding_its_partition() -> None:
+    poster = FakePoster()
+    sink, _, retries, producer = make_sink(poster)
+    hour = time.time() + 3600  # e.g. a Retry-After longer than every tier
+    far = Delivery(job_id="far", url="https://a.example/hook", attempt=2, due_at=hour, body="{}")
+    due = Delivery(job_id="due", url="https://a.example/hook", attempt=2, due_at=time.time(), body="{}")
+    released = int(time.time() * 1000) - 5000  # both produced 5 s ago to the 1 s tier
+    retries.add("dl.retry.1s", 0, far.encode(), timestamp_ms=released)
+    retries.add("dl.retry.1s", 0, due.encode(), timestamp_ms=released)
+    run_until(sink, lambda: retries.committed_offset(("dl.retry.1s", 0)) == 2)
+    assert [c.headers["webhook-id"] for c in poster.calls] == ["due"]
+    (hopped,) = produced(producer, "dl.retry.5s")
+    assert hopped.job_id == "far" and hopped.due_at == pytest.approx(hour) and hopped.attempt == 2
 
 
 def test_retry_after_is_honoured_for_429() -> None:
@@ -155,7 +171,7 @@ def test_retry_after_is_honoured_for_429() -> None:
     sink, results, _, producer = make_sink(poster)
     results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
     run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
-    (retry,) = produced(producer, "dl.retry.5s")  # smallest tier covering 4 s
+    (retry,) = produced(producer, "dl.retry.1s")  # the largest tier not above 4 s; it hops on from there
     assert 3.5 <= retry.due_at - retry.history[0].at <= 4.5
 
 
@@ -269,3 +285,91 @@ def test_undecodable_results_are_reported_and_skipped(bad: bytes) -> None:
     results.add(RESULTS, 0, bad)
     run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
     assert sink.stats["invalid"] == 1
+
+
+class LoopbackProducer(FakeProducer):
+    """A FakeProducer whose records to the retry tiers come back on the retry consumer, as they
+    would from Kafka (one partition per tier, stamped with the time they were produced)."""
+
+    def __init__(self, retries: FakeConsumer, tiers: list[str]) -> None:
+        super().__init__()
+        self.retries, self.tiers = retries, set(tiers)
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, **kw: object) -> None:
+        super().produce(topic, value, key, **kw)  # type: ignore[arg-type]
+        if topic in self.tiers:
+            self.retries.add(topic, 0, value, key, timestamp_ms=int(time.time() * 1000))
+
+
+def test_a_long_retry_never_holds_back_deferrals_behind_it_in_its_tier() -> None:
+    """The stall of issue 12 (A6): a receiver fails its first requests, the breaker opens and
+    defers the line; a delivery whose second attempt failed waits 600 s in the 600 s tier, and
+    deferrals due in a second, produced behind it to the same tier partition, waited with it."""
+    url = "https://flaky.example/hook"
+    poster = FakePoster({url: [Outcome(500)] * 6 + [Outcome(204)]})
+    settings = {
+        "results_topic": RESULTS,
+        "deliveries_topic": "dl",
+        "webhook_secrets": [SECRET],
+        "retry_schedule": [0, 0.2, 600],
+        "retry_jitter": 0.0,
+        "commit_interval_s": 0.0,
+        "breaker_failures": 2,
+        "breaker_cooldown_s": 0.3,
+        "endpoint_concurrency": 2,
+    }
+    results, retries = FakeConsumer(), FakeConsumer()
+    plan_topics = ["dl.retry.0.2s", "dl.retry.600s"]
+    producer = LoopbackProducer(retries, plan_topics)
+    sink = Sink(SinkSettings(**settings), results, retries, producer, poster, SinkMetrics())  # type: ignore[arg-type]
+    assert sink.plan.tier_topics == plan_topics
+    results.rebalance("assign", [(RESULTS, 0)])
+    retries.rebalance("assign", [(t, 0) for t in plan_topics])
+    ids = [f"j{i}" for i in range(40)]
+    for job_id in ids:
+        results.add(RESULTS, 0, result(job_id, url))
+
+    def failures() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for i, call in enumerate(poster.to(url)):
+            if i < 6:
+                seen[call.headers["webhook-id"]] = seen.get(call.headers["webhook-id"], 0) + 1
+        return seen
+
+    def delivered() -> set[str]:
+        return {c.headers["webhook-id"] for c in poster.to(url)[6:]}
+
+    def settled() -> bool:  # everything delivered but what the schedule holds for 600 s
+        owed = {j for j in ids if failures().get(j, 0) < 2}
+        return owed <= delivered()
+
+    run_until(sink, settled, timeout=15)
+    assert any(n >= 2 for n in failures().values())  # some delivery does wait 600 s in its tier
+
+
+def test_a_probe_answered_4xx_closes_the_breaker() -> None:
+    url = "https://picky.example/hook"
+    poster = FakePoster({url: [Outcome(503), Outcome(400), Outcome(204)]})
+    sink, results, retries, producer = make_sink(poster, breaker_failures=1, breaker_cooldown_s=0.2)
+    results.add(RESULTS, 0, result("a", url))  # 503: the breaker opens
+    probe = Delivery(job_id="b", url=url, attempt=2, due_at=time.time() + 0.3, body="{}")
+    retries.add("dl.retry.1s", 0, probe.encode(), timestamp_ms=int(time.time() * 1000))
+
+    async def later() -> None:  # after the probe was answered 400, a new result comes in
+        while len(poster.to(url)) < 2:
+            await asyncio.sleep(0.01)
+        results.add(RESULTS, 0, result("c", url))
+
+    async def main() -> None:
+        feeder = asyncio.create_task(later())
+        runner = asyncio.create_task(sink.run())
+        deadline = time.monotonic() + 5
+        while len(poster.to(url)) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        sink.stop()
+        await runner
+        feeder.cancel()
+
+    asyncio.run(main())
+    assert [c.headers["webhook-id"] for c in poster.to(url)] == ["a", "b", "c"]
+    assert not [d for d in produced(producer, "dl.retry.1s") if d.job_id == "c"]  # not deferred
