@@ -1,7 +1,18 @@
-"""Sluice: LLM inference through Kafka. Shared code: contract, settings, Kafka helpers, CLI."""
+"""Sluice: LLM inference through Kafka. Shared code: contract, settings, Kafka helpers, CLI.
 
-from sluice.contract import Job, Result, SamplingParams, decode_job, decode_result, encode
+The names below load on first use, so importing one light module (sluice.errors, for a webhook
+receiver's `results_sink.signing`) does not load pydantic and the contract.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sluice.errors import ContractError, PermanentError, RetryableError, SluiceError
+
+if TYPE_CHECKING:
+    from sluice.contract import Job, Result, SamplingParams, decode_job, decode_result, encode
 
 __all__ = [
     "ContractError",
@@ -15,3 +26,11 @@ __all__ = [
     "decode_result",
     "encode",
 ]
+
+_CONTRACT = {"Job", "Result", "SamplingParams", "decode_job", "decode_result", "encode"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CONTRACT:
+        raise AttributeError(f"module 'sluice' has no attribute {name!r}")
+    return getattr(importlib.import_module("sluice.contract"), name)

@@ -173,7 +173,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from results_sink.api import run_api
+    from gateway import run_api
     from sluice.settings import ApiSettings, load
 
     return run_api(load(ApiSettings, **_overrides(args, ["host", "port", "store_path"])))

@@ -37,7 +37,7 @@ from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["create_app", "run_api"]
 
-log = logging.getLogger("sluice.api")
+log = logging.getLogger("sluice.gateway")
 
 STORE: web.AppKey[ResultStore] = web.AppKey("store", ResultStore)
 FOLLOWER: web.AppKey[StoreFollower] = web.AppKey("follower", StoreFollower)
