@@ -12,8 +12,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from sluice.broker import start_broker
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
 from sluice.settings import KafkaSettings
+from sluice.topics import TopicSpec
 
 CACHE = Path(os.environ.get("SLUICE_CACHE_DIR", Path(__file__).resolve().parent.parent / ".cache"))
 

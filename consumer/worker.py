@@ -45,7 +45,7 @@ from sluice.contract import (
 )
 from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
 from sluice.heap import settle_heap
-from sluice.kafka import consumer_config, header, header_pairs, is_record, position, producer_config
+from sluice.kafka import consumer_config, header, header_pairs, is_record, position, produce, producer_config
 from sluice.logs import JobLog
 from sluice.loop import run as run_loop
 from sluice.metrics import WorkerMetrics, start_metrics_server
@@ -522,12 +522,7 @@ class Worker:
                 self._fail(f"{what} not stored: {err}")
 
         topic, key, value, headers = record
-        while True:
-            try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: wait for acks to drain it
+        produce(self.producer, topic, value, key, headers, delivered)
 
     # ---- commit and backpressure -----------------------------------------------------------
 

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from producer.lag import LagGuard
 from sluice.contract import SCHEMA_VERSION, Job, decode_job, encode
 from sluice.errors import ContractError, FieldProblem, KafkaOperationError
-from sluice.kafka import position, producer_config
+from sluice.kafka import position, produce, producer_config
 from sluice.settings import ProducerSettings
 from sluice.tracing import TRACEPARENT, ensure_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
@@ -106,19 +106,9 @@ class JobProducer:
                 (_, partition), offset = position(msg)
                 future.set_result(Submitted(job.job_id, partition, offset, tp))
 
-        value = encode(job)
-        while True:
-            try:
-                self._producer.produce(
-                    target,
-                    value,
-                    job.job_id.encode(),
-                    headers=[(TRACEPARENT, tp.encode())],
-                    on_delivery=delivered,
-                )
-                return future
-            except BufferError:
-                self._producer.flush(0.5)  # local queue full: wait until Kafka takes some
+        headers = [(TRACEPARENT, tp.encode())]
+        produce(self._producer, target, encode(job), job.job_id.encode(), headers, delivered)
+        return future
 
     def check_webhook_url(self, url: str) -> None:
         """Raise ForbiddenUrlError if the sink would refuse to call `url` (checked once per URL)."""

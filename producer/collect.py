@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tqdm import tqdm
 
 from sluice.errors import PermanentError
-from sluice.kafka import consumer_config, retrying
+from sluice.kafka import reader_config, retrying
 from sluice.settings import KafkaSettings
 
 __all__ = ["CollectSummary", "Manifest", "ManifestError", "collect", "results_end_offsets"]
@@ -100,7 +100,7 @@ class CollectSummary:
 
 def results_end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The next offset of every partition of the results topic (where new results will go)."""
-    consumer = Consumer(consumer_config(settings, f"sluice-collect-{uuid.uuid4().hex}"))
+    consumer = Consumer(reader_config(settings, f"sluice-collect-{uuid.uuid4().hex}"))
     try:
         meta = retrying(lambda: consumer.list_topics(topic, timeout=10), f"partitions of {topic}")
         ends = {}
@@ -133,9 +133,7 @@ def collect(
     pending = {job_id.encode(): line for line, job_id in manifest.jobs}
     answered: set[bytes] = set()
     consumer = Consumer(
-        consumer_config(
-            settings, f"sluice-collect-{uuid.uuid4().hex}", **{"isolation.level": "read_committed"}
-        )
+        reader_config(settings, f"sluice-collect-{uuid.uuid4().hex}", **{"isolation.level": "read_committed"})
     )
     topic = manifest.results_topic
     consumer.assign([TopicPartition(topic, p, o) for p, o in manifest.start_offsets.items()])

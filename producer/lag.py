@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from sluice.errors import BackpressureError
+from sluice.errors import BackpressureError, KafkaOperationError
+from sluice.kafka import reader_config, retrying
 from sluice.settings import ProducerSettings
 
 __all__ = ["LagGuard"]
@@ -29,11 +31,7 @@ class LagGuard:
         self._lags: dict[str, tuple[float, int]] = {}  # topic -> (monotonic time read, lag)
         # Reads the workers' committed offsets; it never joins their group or commits.
         self._client = Consumer(
-            {
-                **settings.client_config(),
-                "group.id": settings.worker_group_id,
-                "client.id": f"lag-{uuid.uuid4().hex[:6]}",
-            }
+            reader_config(settings, settings.worker_group_id, **{"client.id": f"lag-{uuid.uuid4().hex[:6]}"})
         )
 
     def check(self, topic: str) -> None:
@@ -55,7 +53,7 @@ class LagGuard:
             return cached[1]
         try:
             total = self._read(topic)
-        except KafkaException as exc:
+        except (KafkaException, KafkaOperationError) as exc:
             # Cannot tell (e.g. the group coordinator is loading): accept rather than refuse
             # every job; the next check reads again.
             log.warning("could not read the consumer lag of %s: %s", topic, exc)
@@ -66,14 +64,9 @@ class LagGuard:
     def _read(self, topic: str) -> int:
         meta = self._client.list_topics(topic, timeout=10).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
-        for attempt in range(5):
-            try:
-                committed = {p.partition: p.offset for p in self._client.committed(parts, timeout=10)}
-                break
-            except KafkaException:
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        # The group coordinator may still be loading the group's offsets: ask again for a while.
+        read = partial(self._client.committed, parts, timeout=10)
+        committed = {p.partition: p.offset for p in retrying(read, f"offsets of {topic}", timeout_s=3)}
         total = 0
         for p in parts:
             low, high = self._client.get_watermark_offsets(p, timeout=10)

@@ -19,13 +19,13 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from sluice.errors import KafkaOperationError
-from sluice.kafka import TopicSpec, is_record, producer_config, reader_config, retrying
+from sluice.kafka import is_record, produce, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings
+from sluice.topics import endpoints_topic
 
 __all__ = [
     "DisabledEndpoints",
     "disabled_topic",
-    "disabled_topic_spec",
     "enable_endpoint",
     "endpoints_reader",
     "read_disabled",
@@ -35,12 +35,7 @@ log = logging.getLogger("sluice.sink.endpoints")
 
 
 def disabled_topic(settings: KafkaSettings) -> str:
-    return f"{settings.deliveries_topic}.endpoints"
-
-
-def disabled_topic_spec(settings: KafkaSettings) -> TopicSpec:
-    # Compacted: one record per URL survives, and a tombstone (re-enabled) removes it for good.
-    return TopicSpec(disabled_topic(settings), 1, {"cleanup.policy": "compact"})
+    return endpoints_topic(settings.deliveries_topic)
 
 
 def endpoints_reader(settings: KafkaSettings) -> Consumer:
@@ -126,7 +121,7 @@ class DisabledEndpoints:
         self._urls[url] = reason
         if self._producer is not None:
             value = orjson.dumps({"url": url, "reason": reason, "at": time.time()})
-            self._producer.produce(self.topic, value, url.encode())
+            produce(self._producer, self.topic, value, url.encode())
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -148,7 +143,7 @@ def enable_endpoint(settings: KafkaSettings, url: str) -> bool:
     if url not in read_disabled(settings):
         return False
     producer = Producer(producer_config(settings))
-    producer.produce(disabled_topic(settings), None, url.encode())
+    produce(producer, disabled_topic(settings), None, url.encode())
     if producer.flush(30) != 0:
         raise KafkaOperationError(f"Kafka did not acknowledge enabling {url} within 30 s")
     return True

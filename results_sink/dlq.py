@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from results_sink.deliveries import decode_delivery
 from results_sink.schedule import RetryPlan
 from sluice.errors import ContractError, KafkaOperationError
-from sluice.kafka import header, header_pairs, producer_config, reader_config, retrying
+from sluice.kafka import header, header_pairs, produce, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings, SinkSettings
 
 __all__ = ["DlqEntry", "DlqFilter", "list_dlq", "parse_filter", "replay_dlq"]
@@ -174,13 +174,13 @@ def replay_dlq(settings: SinkSettings, kind: Kind, flt: DlqFilter, dry_run: bool
         if kind == "jobs":
             topic = header(e.headers, "sluice.source.topic") or settings.jobs_topic
             headers += [(k, v) for k, v in e.headers if not k.startswith("sluice.")]
-            producer.produce(topic, e.value, e.key, headers=headers, on_delivery=stored)
+            produce(producer, topic, e.value, e.key, headers, stored)
         else:
             delivery = decode_delivery(e.value)
             delivery.attempt, delivery.due_at, delivery.reason, delivery.detail = 1, time.time(), None, None
             headers += [(k, v) for k, v in e.headers if k == "traceparent"]
             topic = plan.tier_topic(plan.tiers[0])
-            producer.produce(topic, delivery.encode(), e.key, headers=headers, on_delivery=stored)
+            produce(producer, topic, delivery.encode(), e.key, headers, stored)
     left = producer.flush(30)
     if errors or left:
         raise KafkaOperationError(f"replay incomplete: {left} unacknowledged, errors: {errors[:3]}")

@@ -20,6 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sluice.topics import delivery_dlq_topic, retry_tiers, tier_topic
+
 __all__ = ["Intake", "RetryPlan", "intake", "parse_retry_after"]
 
 
@@ -42,10 +44,10 @@ class RetryPlan:
     @property
     def tiers(self) -> tuple[float, ...]:
         """The distinct positive waits, ascending; at least one, for deferrals."""
-        return tuple(sorted({d for d in self.schedule[1:] if d > 0})) or (1.0,)
+        return retry_tiers(self.schedule)
 
     def tier_topic(self, tier: float) -> str:
-        return f"{self.prefix}.retry.{tier:g}s"
+        return tier_topic(self.prefix, tier)
 
     @property
     def tier_topics(self) -> list[str]:
@@ -53,7 +55,7 @@ class RetryPlan:
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.prefix}.dlq"
+        return delivery_dlq_topic(self.prefix)
 
     def wait_before(self, attempt: int) -> float | None:
         """Seconds to wait before attempt number `attempt` (1-based), jittered; None after the last."""

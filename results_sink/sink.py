@@ -31,7 +31,7 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
-from results_sink.disabled import DisabledEndpoints, disabled_topic, disabled_topic_spec, endpoints_reader
+from results_sink.disabled import DisabledEndpoints, disabled_topic, endpoints_reader
 from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
 from results_sink.schedule import Intake, RetryPlan, intake, parse_retry_after
@@ -42,22 +42,23 @@ from sluice.contract import decode_result
 from sluice.errors import ConfigError, ContractError
 from sluice.heap import settle_heap
 from sluice.kafka import (
-    TopicSpec,
     consumer_config,
     ensure_topics,
     header,
     is_record,
     position,
+    produce,
     producer_config,
 )
 from sluice.loop import run as run_loop
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
+from sluice.topics import delivery_specs
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
 
-__all__ = ["Sink", "create_sink", "delivery_topic_specs", "run_sink"]
+__all__ = ["Sink", "create_sink", "run_sink"]
 
 log = logging.getLogger("sluice.sink")
 
@@ -463,19 +464,8 @@ class Sink:
             else:  # not settled: the source is redelivered after the restart
                 self._fail(f"delivery of job {delivery.job_id} not stored in {topic}: {err}")
 
-        value = delivery.encode()
-        while True:
-            try:
-                self.producer.produce(
-                    topic,
-                    value,
-                    delivery.job_id.encode(),
-                    headers=[(TRACEPARENT, traceparent.encode())],
-                    on_delivery=stored,
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        headers = [(TRACEPARENT, traceparent.encode())]
+        produce(self.producer, topic, delivery.encode(), delivery.job_id.encode(), headers, stored)
 
     def _settle(self, source: _Source) -> None:
         source.remaining -= 1
@@ -523,26 +513,9 @@ def _attempt_class(outcome: Outcome) -> str:
     return f"{outcome.status // 100}xx"
 
 
-def delivery_topic_specs(settings: SinkSettings) -> list[TopicSpec]:
-    """The retry tiers (kept at least a week, or twice their delay) and the delivery DLQ."""
-    plan = RetryPlan.of(settings.retry_schedule, settings.deliveries_topic, settings.retry_jitter)
-    week_ms = 7 * 24 * 3600 * 1000
-    specs = [
-        TopicSpec(
-            plan.tier_topic(tier),
-            settings.results_partitions,
-            {"cleanup.policy": "delete", "retention.ms": str(max(week_ms, int(2000 * tier)))},
-        )
-        for tier in plan.tiers
-    ]
-    specs.append(TopicSpec(plan.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": str(4 * week_ms)}))
-    specs.append(disabled_topic_spec(settings))
-    return specs
-
-
 def create_sink(settings: SinkSettings, poster: Poster | None = None) -> Sink:
     """Build a Sink with real Kafka clients (its topics ensured); `poster` can be injected."""
-    ensure_topics(settings, delivery_topic_specs(settings))
+    ensure_topics(settings, delivery_specs(settings, settings.retry_schedule))
     group_conf = {
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,

@@ -1,7 +1,7 @@
 """`sluice` command line: each subcommand is a thin call into a service module.
 
     sluice broker                  run a local Kafka broker (KRaft) until Ctrl-C
-    sluice topics create           create/check inference-jobs, inference-results, inference-dlq
+    sluice topics create           create/check every topic (sluice/topics.py lists them)
     sluice submit                  submit one job from flags or --json
     sluice submit-file FILE.jsonl  submit a file of jobs, reporting bad lines
     sluice worker                  run one worker (consumer-group member)
@@ -65,10 +65,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from sluice.kafka import create_topics
-    from sluice.settings import KafkaSettings, load
+    from sluice.settings import SinkSettings, load
+    from sluice.topics import delivery_specs, pipeline_specs
 
-    settings = load(KafkaSettings, **_overrides(args, ["jobs_partitions"]))
-    reports = create_topics(settings)
+    # Every topic, the sink's too (its retry tiers follow SLUICE_SINK_RETRY_SCHEDULE).
+    settings = load(SinkSettings, **_overrides(args, ["jobs_partitions"]))
+    reports = create_topics(
+        settings, pipeline_specs(settings) + delivery_specs(settings, settings.retry_schedule)
+    )
     for r in reports:
         print(f"{r.name}: {r.status}{' - ' + r.detail if r.detail else ''}")
     return 1 if any(r.status == "mismatch" for r in reports) else 0

@@ -6,33 +6,55 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from sluice.errors import ConfigError, KafkaOperationError
 from sluice.settings import KafkaSettings
+from sluice.topics import TopicSpec, pipeline_specs
 
 __all__ = [
     "Headers",
     "TopicReport",
-    "TopicSpec",
     "commit",
     "consumer_config",
     "create_topics",
     "header",
     "is_record",
     "position",
+    "produce",
     "producer_config",
+    "reader_config",
     "retrying",
-    "topic_specs",
 ]
 
 log = logging.getLogger("sluice.kafka")
 
 Headers = list[tuple[str, bytes]]
+# The header list confluent-kafka's produce() takes (its own HeadersType's list arm).
+WireHeaders = list[tuple[str, str | bytes | None]]
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
 T = TypeVar("T")
+
+
+class ProducerLike(Protocol):
+    """What Sluice needs of a confluent_kafka.Producer (tests pass fakes)."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        *,
+        headers: WireHeaders | None = ...,
+        on_delivery: DeliveryCallback | None = ...,
+    ) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
 
 
 def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -66,12 +88,43 @@ def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dic
     return conf
 
 
-def reader_config(settings: KafkaSettings, group_id: str) -> dict[str, Any]:
-    """A consumer given partitions by assign(): it never joins its group, never commits, and
-    reports each partition's end (so a reader knows when it has read everything)."""
+def reader_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """A consumer given partitions by assign() (or one that only reads a group's offsets): it never
+    joins its group, never commits, and reports each partition's end (so a reader knows when it
+    has read everything)."""
     conf = settings.client_config()
-    conf.update({"group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True})
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    conf.update(extra)
     return conf
+
+
+def produce(
+    producer: ProducerLike,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    headers: Sequence[tuple[str, str | bytes | None]] = (),
+    on_delivery: DeliveryCallback | None = None,
+) -> None:
+    """Produce one record, waiting while the client's local queue is full: polling serves the
+    delivery reports that make room. Every service produces through here."""
+    wire: WireHeaders = list(headers)
+    while True:
+        try:
+            if on_delivery is None:
+                producer.produce(topic, value, key, headers=wire)
+            else:
+                producer.produce(topic, value, key, headers=wire, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 RawHeaders = Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None
@@ -146,15 +199,6 @@ def commit(consumer: Consumer, offsets: Mapping[tuple[str, int], int], sync: boo
 
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """A topic Sluice needs, with the configuration it must have."""
-
-    name: str
-    partitions: int
-    config: Mapping[str, str]
-
-
-@dataclass(frozen=True)
 class TopicReport:
     """What `create_topics` found or did for one topic."""
 
@@ -163,25 +207,11 @@ class TopicReport:
     detail: str = ""
 
 
-def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    """Jobs (normal and high priority), compacted results keyed by job id, the dead-letter queue."""
-    return [
-        TopicSpec(settings.jobs_topic, settings.jobs_partitions, {"cleanup.policy": "delete"}),
-        TopicSpec(settings.high_topic, settings.jobs_partitions, {"cleanup.policy": "delete"}),
-        TopicSpec(
-            settings.results_topic,
-            settings.results_partitions,
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-        ),
-        TopicSpec(settings.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": "1209600000"}),
-    ]
-
-
 def create_topics(
     settings: KafkaSettings, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
 ) -> list[TopicReport]:
     """Create missing topics; check existing ones and report any whose configuration differs."""
-    specs = list(specs if specs is not None else topic_specs(settings))
+    specs = list(specs if specs is not None else pipeline_specs(settings))
     admin = AdminClient(settings.client_config())
     existing = admin.list_topics(timeout=timeout).topics
     reports: dict[str, TopicReport] = {}

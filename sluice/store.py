@@ -30,7 +30,7 @@ import orjson
 from confluent_kafka import Consumer, Message, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sluice.kafka import is_record, position, retrying
+from sluice.kafka import is_record, position, reader_config, retrying
 from sluice.settings import KafkaSettings
 
 __all__ = ["ResultStore", "StoreFollower"]
@@ -162,12 +162,10 @@ class StoreFollower:
         self.settings = settings
         self.store = store
         self.with_jobs = with_jobs  # also record job ids seen on the jobs topics (for "pending")
-        config = {
-            **settings.client_config(),
-            "group.id": f"sluice-store-{uuid.uuid4().hex[:8]}",  # never commits; offsets live in SQLite
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        # Never commits: the offsets live in SQLite, beside the view they produced.
+        config = reader_config(
+            settings, f"sluice-store-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": False}
+        )
         if bulk:
             # A follower that may lag a little (the workers' idempotency cache) fetches in large
             # batches: with the defaults it sent a fetch per trickle of results, which cost the

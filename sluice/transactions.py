@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from sluice.clock import Every
 from sluice.errors import KafkaOperationError
+from sluice.kafka import produce
 from sluice.offsets import TP, OffsetTracker
 
 __all__ = ["Record", "Transactions"]
@@ -114,12 +115,7 @@ class Transactions:
     def _transaction(self, records: list[Record], offsets: dict[TP, int]) -> None:
         self.producer.begin_transaction()
         for topic, key, value, headers in records:
-            while True:
-                try:
-                    self.producer.produce(topic, value, key, headers=headers)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            produce(self.producer, topic, value, key, headers)
         for topic, consumer in self.consumers.items():
             mine = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if t == topic]
             if mine:

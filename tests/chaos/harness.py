@@ -45,8 +45,9 @@ from confluent_kafka import Consumer, TopicPartition
 from producer.client import JobProducer, Submitted
 from sluice.broker import LocalBroker, free_port, start_broker
 from sluice.contract import Job, SamplingParams
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
 from sluice.settings import KafkaSettings, ProducerSettings
+from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
 from tests.webhook_spec import spec_valid
 

@@ -17,8 +17,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Result, decode_result
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
 from sluice.settings import KafkaSettings
+from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
 
 SECRET = "whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LWtleQ=="

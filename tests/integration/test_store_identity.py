@@ -14,9 +14,10 @@ from confluent_kafka.admin import AdminClient
 
 from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Result, encode
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
 from sluice.settings import KafkaSettings
 from sluice.store import ResultStore, StoreFollower
+from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
 from tests.integration.conftest import wait_until
 

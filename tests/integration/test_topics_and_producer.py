@@ -13,8 +13,9 @@ import pytest
 from producer import JobProducer, submit_file
 from sluice.contract import decode_job
 from sluice.errors import ContractError
-from sluice.kafka import create_topics, ensure_topics, topic_specs
+from sluice.kafka import create_topics, ensure_topics
 from sluice.settings import KafkaSettings, ProducerSettings
+from sluice.topics import pipeline_specs
 from tests.integration.conftest import Env, read_topic
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def test_topics_are_created_once_and_rerunning_is_harmless(bootstrap: str) -> No
     settings = fresh_settings(bootstrap, jobs_partitions=5)
     assert [r.status for r in create_topics(settings)] == ["created"] * 4
     assert [r.status for r in create_topics(settings)] == ["exists"] * 4
-    jobs, high, results, _dlq = topic_specs(settings)
+    jobs, high, results, _dlq = pipeline_specs(settings)
     assert jobs.partitions == 5 and high.partitions == 5
     assert results.config["cleanup.policy"] == "compact"
 

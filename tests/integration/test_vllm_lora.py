@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sluice.contract import Job, SamplingParams
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
+from sluice.topics import TopicSpec
 from tests.conftest import cache_dir, require_vllm, tiny_model_path
 from tests.integration.conftest import Env, Procs
 from tests.integration.test_vllm_worker import WORDS, Reference, run_jobs

@@ -18,8 +18,9 @@ import pytest
 
 from producer import JobProducer
 from sluice.contract import ChatMessage, Job, Result, SamplingParams
-from sluice.kafka import TopicSpec, create_topics
+from sluice.kafka import create_topics
 from sluice.settings import ProducerSettings
+from sluice.topics import TopicSpec
 from tests.conftest import require_vllm, tiny_model_path
 from tests.integration.conftest import Env, Procs, read_results, wait_until
 

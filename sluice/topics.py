@@ -1,0 +1,95 @@
+"""Every topic Sluice uses, by name and spec, in one place.
+
+    topic                        cleanup             partitions          holds
+    <jobs_topic>                 delete              jobs_partitions     jobs, normal priority
+    <high_topic>                 delete              jobs_partitions     jobs with priority "high"
+    <results_topic>              compact             results_partitions  results, keyed by job id
+    <dlq_topic>                  delete, 14 days     1                   jobs that cannot be run
+    <deliveries>.retry.<d>s      delete, >= 1 week   results_partitions  webhook retries waiting d s
+    <deliveries>.dlq             delete, 28 days     1                   webhook deliveries given up
+    <deliveries>.endpoints       compact             1                   endpoints disabled by 410
+
+Names come from KafkaSettings (`<deliveries>` is `deliveries_topic`); the retry tiers are the
+distinct positive waits of the sink's retry schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sluice.settings import KafkaSettings
+
+__all__ = [
+    "TopicSpec",
+    "delivery_dlq_topic",
+    "delivery_specs",
+    "endpoints_topic",
+    "pipeline_specs",
+    "retry_tiers",
+    "tier_topic",
+]
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic Sluice needs, with the configuration it must have."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def pipeline_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """Jobs (normal and high priority), compacted results keyed by job id, the jobs' DLQ."""
+    delete = {"cleanup.policy": "delete"}
+    return [
+        TopicSpec(settings.jobs_topic, settings.jobs_partitions, delete),
+        TopicSpec(settings.high_topic, settings.jobs_partitions, delete),
+        TopicSpec(
+            settings.results_topic,
+            settings.results_partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        ),
+        TopicSpec(settings.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": str(14 * _DAY_MS)}),
+    ]
+
+
+def retry_tiers(schedule: Sequence[float]) -> tuple[float, ...]:
+    """The distinct positive waits of a retry schedule, ascending; at least one, for deferrals."""
+    return tuple(sorted({d for d in schedule[1:] if d > 0})) or (1.0,)
+
+
+def tier_topic(deliveries: str, tier: float) -> str:
+    return f"{deliveries}.retry.{tier:g}s"
+
+
+def delivery_dlq_topic(deliveries: str) -> str:
+    return f"{deliveries}.dlq"
+
+
+def endpoints_topic(deliveries: str) -> str:
+    return f"{deliveries}.endpoints"
+
+
+def delivery_specs(settings: KafkaSettings, schedule: Sequence[float]) -> list[TopicSpec]:
+    """The retry tiers (kept a week, or twice their delay), the delivery DLQ, disabled endpoints."""
+    prefix = settings.deliveries_topic
+    specs = [
+        TopicSpec(
+            tier_topic(prefix, tier),
+            settings.results_partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(max(7 * _DAY_MS, int(2000 * tier)))},
+        )
+        for tier in retry_tiers(schedule)
+    ]
+    specs.append(
+        TopicSpec(
+            delivery_dlq_topic(prefix), 1, {"cleanup.policy": "delete", "retention.ms": str(28 * _DAY_MS)}
+        )
+    )
+    # Compacted: one record per URL survives, and a tombstone (enabled again) removes it for good.
+    specs.append(TopicSpec(endpoints_topic(prefix), 1, {"cleanup.policy": "compact"}))
+    return specs
