@@ -19,13 +19,12 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
-from confluent_kafka import Message
-
+from sluice.clients import MessageLike
 from sluice.offsets import TP
 
 __all__ = ["Backlog"]
 
-Entry = tuple[Message, int]  # the record and the partition epoch it was polled in
+Entry = tuple[MessageLike, int]  # the record and the partition epoch it was polled in
 
 
 class Backlog:
@@ -57,7 +56,7 @@ class Backlog:
         queues = [self._queues.get(topic, deque())] if topic else list(self._queues.values())
         return sum(max(0, self.capacity - len(q)) for q in queues)
 
-    def push(self, msg: Message, epoch: int) -> None:
+    def push(self, msg: MessageLike, epoch: int) -> None:
         topic = msg.topic()
         assert topic is not None
         self._queues.setdefault(topic, deque()).append((msg, epoch))

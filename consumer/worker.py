@@ -29,11 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
-from sluice.commits import Committer
+from sluice.clients import ConsumerLike, MessageLike, TransactionalProducer
+from sluice.commits import Commits, Committer
 from sluice.contract import (
     ErrorInfo,
     Job,
@@ -88,7 +89,7 @@ class _InFlight:
 class _Admitted:
     """A decoded job on its way to the engine (or to the idempotency cache's answer)."""
 
-    msg: Message
+    msg: MessageLike
     epoch: int
     job: Job
     traceparent: str
@@ -101,8 +102,8 @@ class Worker:
         self,
         settings: WorkerSettings,
         engine: Engine,
-        consumers: dict[str, Consumer],
-        producer: Producer,
+        consumers: dict[str, ConsumerLike],
+        producer: TransactionalProducer,
         metrics: WorkerMetrics,
         results_view: StoreFollower | None = None,
     ) -> None:
@@ -123,7 +124,7 @@ class Worker:
             if settings.exactly_once
             else None
         )
-        self.committer: Committer | Transactions = self.transactions or Committer(
+        self.committer: Commits = self.transactions or Committer(
             self.tracker, consumers, settings.commit_interval_s, on_commit=metrics.commits.inc
         )
         self.max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
@@ -266,7 +267,7 @@ class Worker:
         Called every iteration, paused or not: it serves rebalance callbacks and keeps the member
         alive (max.poll.interval.ms), so no generation time can get it evicted.
         """
-        messages = []
+        messages: list[MessageLike] = []
         for topic, consumer in self.consumers.items():
             room = max(1, self.backlog.room(topic))
             messages += consumer.consume(min(room, self.settings.batch_size), 0)
@@ -307,7 +308,7 @@ class Worker:
             else:
                 self._start(admitted)
 
-    def _decode(self, msg: Message, epoch: int) -> _Admitted | None:
+    def _decode(self, msg: MessageLike, epoch: int) -> _Admitted | None:
         """The job in a record, or None when the record went to the DLQ instead."""
         tp, _ = position(msg)
         traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
@@ -483,7 +484,7 @@ class Worker:
         error = ErrorInfo(code=code, message=str(outcome)[:2000])
         return "failed", encode_result(job.job_id, "failed", error=error, **common), 0, error
 
-    def _to_dlq(self, msg: Message, tp: TP, epoch: int, code: str, reason: str, traceparent: str) -> None:
+    def _to_dlq(self, msg: MessageLike, tp: TP, epoch: int, code: str, reason: str, traceparent: str) -> None:
         _, offset = position(msg)
         self.stats["dlq"] += 1
         self.metrics.dlq.labels(code).inc()
@@ -515,7 +516,7 @@ class Worker:
             return
         tp, offset, epoch = source
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
+        def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is None:
                 self.tracker.done(tp, offset, epoch)
             else:
@@ -550,7 +551,7 @@ class Worker:
 
     # ---- rebalance callbacks (run inside consume()) ----------------------------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("assigned").inc(len(partitions))
         for p in partitions:
             self.tracker.assign((p.topic, p.partition))
@@ -560,7 +561,7 @@ class Worker:
             consumer.pause(paused)
         log.info("partitions assigned", extra=self._partition_fields(partitions))
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
         tps = [(p.topic, p.partition) for p in partitions]
         self._publish_finished()
@@ -571,7 +572,7 @@ class Worker:
         consumer.incremental_unassign(partitions)
         log.info("partitions revoked", extra=self._partition_fields(partitions))
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc(len(partitions))
         self._forget([(p.topic, p.partition) for p in partitions])
         consumer.incremental_unassign(partitions)
@@ -608,7 +609,9 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "client.id": settings.worker_id,
     }
-    consumers = {settings.jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))}
+    consumers: dict[str, ConsumerLike] = {
+        settings.jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))
+    }
     if settings.high_topic:
         consumers[settings.high_topic] = Consumer(consumer_config(settings, settings.high_group_id, **extra))
     producer_extra: dict[str, Any] = {"client.id": settings.worker_id}

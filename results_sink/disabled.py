@@ -18,6 +18,7 @@ from functools import partial
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from sluice.clients import ProducerLike, ReaderLike
 from sluice.errors import KafkaOperationError
 from sluice.kafka import is_record, produce, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings
@@ -47,7 +48,7 @@ class DisabledEndpoints:
     """The disabled endpoints (URL -> why), as the compacted topic says; `consumer` None keeps
     them in memory only (tests)."""
 
-    def __init__(self, topic: str, consumer: Consumer | None, producer: Producer | None) -> None:
+    def __init__(self, topic: str, consumer: ReaderLike | None, producer: ProducerLike | None) -> None:
         self.topic = topic
         self._consumer = consumer
         self._producer = producer

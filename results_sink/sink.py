@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Producer, TopicPartition
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
 from results_sink.disabled import DisabledEndpoints, disabled_topic, endpoints_reader
@@ -36,6 +36,7 @@ from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
 from results_sink.schedule import Intake, RetryPlan, intake, parse_retry_after
 from results_sink.signing import decode_secret, signature_headers
+from sluice.clients import ConsumerLike, MessageLike, ProducerLike
 from sluice.clock import Every
 from sluice.commits import Committer
 from sluice.contract import decode_result
@@ -88,9 +89,9 @@ class Sink:
     def __init__(
         self,
         settings: SinkSettings,
-        results: Consumer,
-        retries: Consumer,
-        producer: Producer,
+        results: ConsumerLike,
+        retries: ConsumerLike,
+        producer: ProducerLike,
         poster: Poster,
         metrics: SinkMetrics,
         disabled: DisabledEndpoints | None = None,
@@ -217,7 +218,7 @@ class Sink:
                 self._fan_out(msg)
         return len(messages)
 
-    def _fan_out(self, msg: Message) -> None:
+    def _fan_out(self, msg: MessageLike) -> None:
         tp, offset = position(msg)
         epoch = self.tracker.add(tp, offset)
         try:
@@ -458,7 +459,7 @@ class Sink:
         self._produce(self.plan.dlq_topic, delivery, traceparent, source)
 
     def _produce(self, topic: str, delivery: Delivery, traceparent: str, source: _Source) -> None:
-        def stored(err: KafkaError | None, _msg: Message) -> None:
+        def stored(err: KafkaError | None, _msg: object) -> None:
             if err is None:
                 self._settle(source)
             else:  # not settled: the source is redelivered after the restart
@@ -474,21 +475,21 @@ class Sink:
 
     # ---- rebalance callbacks (run inside consume()) ----------------------------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self.tracker.assign((p.topic, p.partition))
         consumer.incremental_assign(partitions)
         if self._held:
             consumer.pause(partitions)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.producer.flush(10)
         self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         self._forget([(p.topic, p.partition) for p in partitions])
         consumer.incremental_unassign(partitions)
 

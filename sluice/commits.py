@@ -11,16 +11,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from confluent_kafka import Consumer
-
+from sluice.clients import ConsumerLike
 from sluice.clock import Every
 from sluice.kafka import commit
 from sluice.offsets import TP, OffsetTracker
 
-__all__ = ["Committer"]
+__all__ = ["Commits", "Committer"]
 
 log = logging.getLogger("sluice.commits")
+
+
+class Commits(Protocol):
+    """How a service commits what OffsetTracker allows: Committer (at least once) or
+    sluice.transactions.Transactions (exactly once, with the results)."""
+
+    def maybe_commit(self) -> None:
+        """Commit if the commit interval has passed."""
+        ...
+
+    def commit(self, sync: bool, tps: list[TP] | None = None) -> None:
+        """Commit now (for `tps`, or every tracked partition)."""
+        ...
 
 
 class Committer:
@@ -29,7 +42,7 @@ class Committer:
     def __init__(
         self,
         tracker: OffsetTracker,
-        consumers: Mapping[str, Consumer],
+        consumers: Mapping[str, ConsumerLike],
         interval_s: float,
         on_commit: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,

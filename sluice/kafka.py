@@ -6,11 +6,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from sluice.clients import ConsumerLike, DeliveryCallback, MessageLike, ProducerLike, WireHeaders
 from sluice.errors import ConfigError, KafkaOperationError
 from sluice.settings import KafkaSettings
 from sluice.topics import TopicSpec, pipeline_specs
@@ -33,28 +34,7 @@ __all__ = [
 log = logging.getLogger("sluice.kafka")
 
 Headers = list[tuple[str, bytes]]
-# The header list confluent-kafka's produce() takes (its own HeadersType's list arm).
-WireHeaders = list[tuple[str, str | bytes | None]]
-DeliveryCallback = Callable[[KafkaError | None, Message], None]
 T = TypeVar("T")
-
-
-class ProducerLike(Protocol):
-    """What Sluice needs of a confluent_kafka.Producer (tests pass fakes)."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        *,
-        headers: WireHeaders | None = ...,
-        on_delivery: DeliveryCallback | None = ...,
-    ) -> None: ...
-
-    def poll(self, timeout: float = ...) -> int: ...
-
-    def flush(self, timeout: float = ...) -> int: ...
 
 
 def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -152,7 +132,7 @@ def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
 
 
-def is_record(msg: Message, log: logging.Logger) -> bool:
+def is_record(msg: MessageLike, log: logging.Logger) -> bool:
     """True for a real record from consume(); an error event is logged (end-of-partition quietly)."""
     err = msg.error()
     if err is None:
@@ -162,7 +142,7 @@ def is_record(msg: Message, log: logging.Logger) -> bool:
     return False
 
 
-def position(msg: Message) -> tuple[tuple[str, int], int]:
+def position(msg: MessageLike) -> tuple[tuple[str, int], int]:
     """(topic, partition), offset of a consumed message (never None for a real record)."""
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     assert topic is not None and partition is not None and offset is not None
@@ -189,7 +169,7 @@ def retrying(call: Callable[[], T], what: str, timeout_s: float = 30.0) -> T:
             delay = min(2 * delay, 2.0)
 
 
-def commit(consumer: Consumer, offsets: Mapping[tuple[str, int], int], sync: bool) -> None:
+def commit(consumer: ConsumerLike, offsets: Mapping[tuple[str, int], int], sync: bool) -> None:
     """Commit explicit offsets (the next offset to read, per partition)."""
     parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
     if sync:

@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from sluice.clients import ConsumerLike, TransactionalProducer
 from sluice.clock import Every
 from sluice.errors import KafkaOperationError
 from sluice.kafka import produce
@@ -45,8 +46,8 @@ class Transactions:
 
     def __init__(
         self,
-        producer: Producer,
-        consumers: Mapping[str, Consumer],
+        producer: TransactionalProducer,
+        consumers: Mapping[str, ConsumerLike],
         tracker: OffsetTracker,
         interval_s: float,
         timeout_s: float = 60.0,

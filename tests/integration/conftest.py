@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Result, decode_result
-from sluice.kafka import create_topics
+from sluice.kafka import create_topics, header_pairs
 from sluice.settings import KafkaSettings
 from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
@@ -160,7 +160,7 @@ def read_topic(
         if msg.error():
             eof.add(msg.partition() or 0)
             continue
-        records.append((msg.key(), msg.value(), list(msg.headers() or [])))
+        records.append((msg.key(), msg.value(), header_pairs(msg.headers())))
     consumer.close()
     return records
 

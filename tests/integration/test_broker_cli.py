@@ -37,7 +37,7 @@ def test_a_signal_to_sluice_broker_stops_the_jvm(sig: signal.Signals) -> None:
         deadline, seen = time.monotonic() + 120, b""
         while b"ready" not in seen and time.monotonic() < deadline and proc.poll() is None:
             if select.select([proc.stdout], [], [], 1.0)[0]:
-                seen += proc.stdout.read1(4096)
+                seen += os.read(proc.stdout.fileno(), 4096)
         assert b"ready" in seen, seen.decode(errors="replace")
         assert _listening(port)
         proc.send_signal(sig)

@@ -89,9 +89,9 @@ def test_a_files_results_are_collected_once_each_with_their_line_numbers(
     good, rest = read_jsonl(out), read_jsonl(tmp_path / "results.errors.jsonl")
     failed = {i for i in range(N) if i % 50 == 7}
     expired = {i for i in range(N) if i % 75 == 11} - failed
-    assert sorted(e["job_id"] for e in good) == sorted(
+    assert sorted(str(e["job_id"]) for e in good) == sorted(
         f"row-{i}" for i in range(N) if i not in failed | expired
-    )  # type: ignore[type-var]
+    )
     for entry in good:
         line = int(entry["line"])  # type: ignore[call-overload]
         job = Job(model="tiny", **specs[line])  # type: ignore[arg-type]

@@ -213,7 +213,10 @@ def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, p
             key, value = list(bad.items())[i // 2]
             producer.produce(s.jobs_topic, value, key, partition=i % env.partitions)
     # Odd but valid: a huge header, binary garbage as traceparent, a past deadline, a repeated id.
-    odd_headers = [("x-blob", b"\x00" * 200_000), ("traceparent", b"\xff\xfe not a trace")]
+    odd_headers: list[tuple[str, str | bytes | None]] = [
+        ("x-blob", b"\x00" * 200_000),
+        ("traceparent", b"\xff\xfe not a trace"),
+    ]
     producer.produce(
         s.jobs_topic,
         encode(Job(job_id="odd-headers", model="m", prompt="p")),

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.integration
 
 def fresh_settings(bootstrap: str, **over: object) -> KafkaSettings:
     p = f"adm{uuid.uuid4().hex[:8]}"
-    return KafkaSettings(
-        bootstrap_servers=bootstrap,
-        jobs_topic=f"{p}-jobs",
-        results_topic=f"{p}-results",
-        dlq_topic=f"{p}-dlq",
-        high_topic=f"{p}-jobs.high",
-        **over,
-    )  # type: ignore[arg-type]
+    fields = {
+        "bootstrap_servers": bootstrap,
+        "jobs_topic": f"{p}-jobs",
+        "results_topic": f"{p}-results",
+        "dlq_topic": f"{p}-dlq",
+        "high_topic": f"{p}-jobs.high",
+    }
+    return KafkaSettings.model_validate({**fields, **over})
 
 
 def test_topics_are_created_once_and_rerunning_is_harmless(bootstrap: str) -> None:

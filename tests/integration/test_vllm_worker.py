@@ -205,7 +205,7 @@ def test_bad_jobs_fail_with_precise_codes_and_the_rest_succeed(venv: Env) -> Non
     codes = {
         j.job_id: (
             results[j.job_id].status,
-            results[j.job_id].error.code if results[j.job_id].error else None,
+            getattr(results[j.job_id].error, "code", None),
         )
         for j in bad
     }

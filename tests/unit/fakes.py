@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from sluice.clients import DeliveryCallback, RebalanceCallback, WireHeaders
 
 
 @dataclass
@@ -21,7 +23,7 @@ class FakeMessage:
     _offset: int
     _value: bytes | None
     _key: bytes | None = None
-    _headers: list[tuple[str, bytes]] = field(default_factory=list)
+    _headers: WireHeaders = field(default_factory=list)
     _error: KafkaError | None = None
     _timestamp_ms: int = 1_700_000_000_000
 
@@ -43,7 +45,7 @@ class FakeMessage:
     def key(self) -> bytes | None:
         return self._key
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> WireHeaders:
         return self._headers
 
     def timestamp(self) -> tuple[int, int]:
@@ -82,10 +84,17 @@ class FakeConsumer:
         """Schedule an assign/revoke/lost event, delivered inside the next consume()."""
         self.pending_events.append((kind, tps))
 
-    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
-        self.callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        given = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+        self.callbacks = {kind: callback for kind, callback in given.items() if callback is not None}
 
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         while self.pending_events:
             kind, tps = self.pending_events.pop(0)
             self.callbacks[kind](self, [TopicPartition(t, p) for t, p in tps])
@@ -98,6 +107,19 @@ class FakeConsumer:
                 out.append(queue[self.positions.get(tp, 0)])
                 self.positions[tp] = self.positions.get(tp, 0) + 1
         return out
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = [(p.topic, p.partition) for p in partitions]
+        for p in partitions:
+            self.positions[(p.topic, p.partition)] = max(0, p.offset)
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        return 0, len(self.records.get((partition.topic, partition.partition), []))
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        raise NotImplementedError("FakeConsumer has no cluster metadata; subclass it where a test needs some")
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
@@ -128,6 +150,9 @@ class FakeConsumer:
             found = c.get(tp, found)
         return found
 
+    def consumer_group_metadata(self) -> object:
+        return ("group-metadata", id(self))
+
     def close(self) -> None:
         self.closed = True
 
@@ -137,8 +162,8 @@ class Produced:
     topic: str
     value: bytes | None
     key: bytes | None
-    headers: list[tuple[str, bytes]] | None
-    callback: Callable[[KafkaError | None, Any], None] | None
+    headers: WireHeaders | None
+    callback: DeliveryCallback | None
 
 
 class FakeProducer:
@@ -148,16 +173,25 @@ class FakeProducer:
         self.auto_ack = auto_ack
         self.unacked: list[Produced] = []
         self.acked: list[Produced] = []
+        # Transactions: what each committed one held (record values, offsets sent with it).
+        self.committed: list[tuple[list[bytes | None], list[tuple[str, int, int]]]] = []
+        self.fail_next: KafkaError | None = None  # the next commit_transaction raises this
+        self.inits = 0
+        self.aborts = 0
+        self._txn: tuple[list[bytes | None], list[tuple[str, int, int]]] | None = None
 
     def produce(
         self,
         topic: str,
-        value: bytes | None,
+        value: bytes | None = None,
         key: bytes | None = None,
         *,
-        headers: list[tuple[str, bytes]] | None = None,
-        on_delivery: Any = None,
+        headers: WireHeaders | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
+        if self._txn is not None:
+            self._txn[0].append(value)
+            return
         self.unacked.append(Produced(topic, value, key, headers, on_delivery))
 
     def ack(self, n: int | None = None) -> None:
@@ -181,3 +215,27 @@ class FakeProducer:
 
     def flush(self, timeout: float = 0) -> int:
         return self.poll()
+
+    def init_transactions(self, timeout: float = -1) -> None:
+        self.inits += 1
+
+    def begin_transaction(self) -> None:
+        self._txn = ([], [])
+
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
+    ) -> None:
+        assert self._txn is not None
+        self._txn[1].extend((p.topic, p.partition, p.offset) for p in positions)
+
+    def commit_transaction(self, timeout: float = -1) -> None:
+        assert self._txn is not None
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise KafkaException(error)
+        self.committed.append(self._txn)
+        self._txn = None
+
+    def abort_transaction(self, timeout: float = -1) -> None:
+        self.aborts += 1
+        self._txn = None

@@ -12,7 +12,7 @@ TOPIC = "dl.endpoints"
 
 def following(consumer: FakeConsumer) -> DisabledEndpoints:
     consumer.assigned = [(TOPIC, 0)]
-    return DisabledEndpoints(TOPIC, consumer, None)  # type: ignore[arg-type]
+    return DisabledEndpoints(TOPIC, consumer, None)
 
 
 def disabled_record(url: str, reason: str) -> bytes:
@@ -48,7 +48,7 @@ def test_an_unreadable_record_still_disables_its_url() -> None:
 
 def test_disable_takes_effect_at_once_and_is_written_keyed_by_url() -> None:
     producer = FakeProducer()
-    endpoints = DisabledEndpoints(TOPIC, None, producer)  # type: ignore[arg-type]
+    endpoints = DisabledEndpoints(TOPIC, None, producer)
     endpoints.disable("https://e.example/h", "answered 410 Gone at 5")
     assert endpoints.get("https://e.example/h") == "answered 410 Gone at 5"
     producer.poll()
@@ -76,19 +76,13 @@ class NewTopicConsumer(FakeConsumer):
         super().__init__()
         self.asked = 0
 
-    def list_topics(self, topic: str, timeout: float) -> _Listing:
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> _Listing:
         self.asked += 1
-        return _Listing({topic: _Meta()} if self.asked >= 3 else {})
-
-    def get_watermark_offsets(self, tp: object, timeout: float) -> tuple[int, int]:
-        return 0, 0
-
-    def assign(self, partitions: list[object]) -> None:
-        self.assigned = [(TOPIC, 0)]
+        return _Listing({str(topic): _Meta()} if self.asked >= 3 else {})
 
 
 def test_start_waits_for_a_topic_just_created() -> None:
     consumer = NewTopicConsumer()
-    endpoints = DisabledEndpoints(TOPIC, consumer, None)  # type: ignore[arg-type]
+    endpoints = DisabledEndpoints(TOPIC, consumer, None)
     endpoints.start(timeout_s=10)
     assert consumer.asked == 3 and consumer.assigned == [(TOPIC, 0)]

@@ -16,6 +16,7 @@ import pytest
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
 from results_sink.http import Outcome
 from results_sink.sink import Sink
+from sluice.clients import DeliveryCallback, WireHeaders
 from sluice.contract import Result, encode
 from sluice.metrics import SinkMetrics
 from sluice.settings import SinkSettings, Subscription
@@ -75,9 +76,9 @@ def make_sink(
         "retry_jitter": 0.0,
         "commit_interval_s": 0.0,
     }
-    settings = SinkSettings(**{**fields, **overrides})  # type: ignore[arg-type]
+    settings = SinkSettings.model_validate({**fields, **overrides})
     results, retries, producer = FakeConsumer(), FakeConsumer(), FakeProducer()
-    sink = Sink(settings, results, retries, producer, poster, SinkMetrics())  # type: ignore[arg-type]
+    sink = Sink(settings, results, retries, producer, poster, SinkMetrics())
     results.rebalance("assign", [(RESULTS, 0)])
     retries.rebalance("assign", [(t, 0) for t in sink.plan.tier_topics])
     return sink, results, retries, producer
@@ -198,7 +199,7 @@ def test_410_disables_the_endpoint() -> None:
     assert [d.reason for d in produced(producer, "dl.dlq")] == ["endpoint_gone", "endpoint_disabled"]
     # ... and says so on the endpoints topic, which every sink (and the next one) reads.
     (record,) = [p for p in producer.acked if p.topic == "dl.endpoints"]
-    assert record.key == url.encode() and "410" in orjson.loads(record.value)["reason"]
+    assert record.key == url.encode() and "410" in orjson.loads(record.value or b"")["reason"]
     assert sink.metrics.registry.get_sample_value("sluice_sink_disabled_endpoints") == 1
 
 
@@ -295,8 +296,16 @@ class LoopbackProducer(FakeProducer):
         super().__init__()
         self.retries, self.tiers = retries, set(tiers)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, **kw: object) -> None:
-        super().produce(topic, value, key, **kw)  # type: ignore[arg-type]
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: WireHeaders | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        super().produce(topic, value, key, headers=headers, on_delivery=on_delivery)
         if topic in self.tiers:
             self.retries.add(topic, 0, value, key, timestamp_ms=int(time.time() * 1000))
 
@@ -321,7 +330,7 @@ def test_a_long_retry_never_holds_back_deferrals_behind_it_in_its_tier() -> None
     results, retries = FakeConsumer(), FakeConsumer()
     plan_topics = ["dl.retry.0.2s", "dl.retry.600s"]
     producer = LoopbackProducer(retries, plan_topics)
-    sink = Sink(SinkSettings(**settings), results, retries, producer, poster, SinkMetrics())  # type: ignore[arg-type]
+    sink = Sink(SinkSettings.model_validate(settings), results, retries, producer, poster, SinkMetrics())
     assert sink.plan.tier_topics == plan_topics
     results.rebalance("assign", [(RESULTS, 0)])
     retries.rebalance("assign", [(t, 0) for t in plan_topics])

@@ -6,6 +6,7 @@ import threading
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from sluice.logs import JOBS_PER_LINE, JobLog, configure_logging
 from sluice.settings import SinkSettings, WorkerSettings
@@ -153,7 +154,7 @@ def test_kafka_security_settings_reach_every_client_config() -> None:
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="svc",
-        sasl_password="pw-secret",  # type: ignore[arg-type]
+        sasl_password=SecretStr("pw-secret"),
         ssl_ca_location="/etc/ca.pem",
     )
     wanted = {

@@ -1,4 +1,4 @@
-"""Exactly-once bookkeeping (sluice.transactions) on a fake transactional producer: which records
+"""Exactly-once bookkeeping (sluice.transactions) on the fake producer's transactions: which records
 go into which transaction, and what an aborted transaction leaves behind."""
 
 from __future__ import annotations
@@ -6,62 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError
 
 from sluice.errors import KafkaOperationError
 from sluice.offsets import OffsetTracker
 from sluice.transactions import Transactions
+from tests.unit.fakes import FakeConsumer, FakeProducer
 
 T = "jobs"
 
 
-class FakeTxnProducer:
-    """A fake transactional producer: records what each committed transaction contained."""
-
-    def __init__(self) -> None:
-        self.committed: list[tuple[list[bytes | None], list[tuple[str, int, int]]]] = []
-        self.fail_next: KafkaError | None = None
-        self._records: list[bytes | None] = []
-        self._offsets: list[tuple[str, int, int]] = []
-        self.aborts = 0
-        self.inits = 0
-
-    def init_transactions(self, timeout: float) -> None:
-        self.inits += 1
-
-    def begin_transaction(self) -> None:
-        self._records, self._offsets = [], []
-
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any = None) -> None:
-        self._records.append(value)
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def send_offsets_to_transaction(
-        self, offsets: list[TopicPartition], metadata: Any, timeout: float
-    ) -> None:
-        self._offsets += [(p.topic, p.partition, p.offset) for p in offsets]
-
-    def commit_transaction(self, timeout: float) -> None:
-        if self.fail_next is not None:
-            error, self.fail_next = self.fail_next, None
-            raise KafkaException(error)
-        self.committed.append((self._records, self._offsets))
-
-    def abort_transaction(self, timeout: float) -> None:
-        self.aborts += 1
-
-
-class FakeConsumer:
-    def consumer_group_metadata(self) -> object:
-        return object()
-
-
-def make() -> tuple[Transactions, FakeTxnProducer, OffsetTracker]:
-    producer = FakeTxnProducer()
+def make() -> tuple[Transactions, FakeProducer, OffsetTracker]:
+    producer = FakeProducer()
     tracker = OffsetTracker()
-    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=0.0)  # type: ignore[arg-type,dict-item]
+    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=0.0)
     txn.start()
     return txn, producer, tracker
 
@@ -70,7 +28,7 @@ def record(n: int) -> tuple[str, bytes, bytes, list[Any]]:
     return ("results", f"k{n}".encode(), f"r{n}".encode(), [])
 
 
-def one_finished_job() -> tuple[Transactions, FakeTxnProducer]:
+def one_finished_job() -> tuple[Transactions, FakeProducer]:
     """Partition 0 assigned, its offset 0 finished and held."""
     txn, producer, tracker = make()
     epoch = tracker.assign((T, 0))
@@ -122,13 +80,13 @@ def test_results_of_a_revoked_partition_are_dropped() -> None:
 
 
 def test_the_first_commit_is_due_at_once_on_a_freshly_booted_machine() -> None:
-    producer = FakeTxnProducer()
+    producer = FakeProducer()
     tracker = OffsetTracker()
     tp = (T, 0)
     epoch = tracker.assign(tp)
     tracker.add(tp, 0)
     # Monotonic time counts from boot: 5 s after boot, with an hour's interval, nothing was committed yet.
-    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=3600, clock=lambda: 5.0)  # type: ignore[arg-type,dict-item]
+    txn = Transactions(producer, {T: FakeConsumer()}, tracker, interval_s=3600, clock=lambda: 5.0)
     txn.produce(tp, 0, epoch, (T, b"k", b"v", []))
     txn.maybe_commit()
     assert producer.committed == [([b"v"], [(T, 0, 1)])]

@@ -260,7 +260,7 @@ def test_undecodable_messages_go_to_the_dlq_with_their_reason() -> None:
         await task
         dlq = [r for r in producer.acked if r.topic == "dlq"]
         assert [r.value for r in dlq] == [b"{nope", orjson.dumps({"v": 7, "model": "m", "prompt": "p"})]
-        codes = [dict(r.headers)["sluice.error.code"] for r in dlq]
+        codes = [dict(r.headers or [])["sluice.error.code"] for r in dlq]
         assert codes == [b"invalid_json", b"unsupported_schema_version"]
         assert [r.job_id for r in results(producer)] == ["j0-0"]
 
@@ -295,6 +295,7 @@ def test_high_priority_jobs_start_first_without_starving_the_normal_topic() -> N
         engine = GateEngine()
         worker, consumer, _ = make(engine, high_topic="jobs.high", max_in_flight=1, normal_share=0.25)
         high = worker.consumers["jobs.high"]
+        assert isinstance(high, FakeConsumer)
         add_jobs(consumer, 6, prefix="n")
         for i in range(12):
             high.add("jobs.high", 0, encode(Job(job_id=f"h-{i}", model="m", prompt="p")), b"h")
