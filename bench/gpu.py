@@ -171,10 +171,10 @@ def ceiling(name: str, n: int) -> dict[str, Any]:
 
 async def async_patterns(name: str, n: int, bootstrap: str, emit: Any) -> None:
     from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
-    from consumer.vllm_engine import VllmConfig, VllmEngine
+    from consumer.vllm_engine import VllmEngine
     from consumer.worker import create_worker
     from sluice.contract import Job, SamplingParams, encode
-    from sluice.settings import WorkerSettings
+    from sluice.settings import EngineSettings, WorkerSettings
 
     path = model_dir(name)
     extra = {"tokenizer": str(path / "tokenizer")} | {
@@ -182,17 +182,18 @@ async def async_patterns(name: str, n: int, bootstrap: str, emit: Any) -> None:
         for k, v in ENGINE.items()
         if k not in ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_seqs", "enforce_eager")
     }
-    config = VllmConfig(
-        model=str(path),
-        served_model_names=("bench",),
-        max_num_seqs=ENGINE["max_num_seqs"],
-        max_model_len=ENGINE["max_model_len"],
-        dtype=ENGINE["dtype"],
-        gpu_memory_utilization=float(ENGINE.get("gpu_memory_utilization", 0.9)),
-        enforce_eager=bool(ENGINE.get("enforce_eager", False)),
-        extra_args=extra,
+    engine = VllmEngine(
+        EngineSettings(
+            model=str(path),
+            served_model_names=["bench"],
+            max_num_seqs=ENGINE["max_num_seqs"],
+            max_model_len=ENGINE["max_model_len"],
+            dtype=ENGINE["dtype"],
+            gpu_memory_utilization=float(ENGINE.get("gpu_memory_utilization", 0.9)),
+            enforce_eager=bool(ENGINE.get("enforce_eager", False)),
+            engine_args=extra,
+        )
     )
-    engine = VllmEngine(config)
     t = time.time()
     await engine.start()
     emit({"pattern": "asyncllm-load", "load_s": time.time() - t})

@@ -69,22 +69,9 @@ def make_engine(settings: WorkerSettings) -> Engine:
             max_batch=settings.fake_max_batch,
         )
     if settings.engine == "vllm":
-        from consumer.vllm_engine import VllmConfig, VllmEngine
+        from consumer.vllm_engine import VllmEngine
 
         if not settings.model:
             raise ConfigError("engine 'vllm' needs a model (SLUICE_WORKER_MODEL or --model)")
-        return VllmEngine(
-            VllmConfig(
-                model=settings.model,
-                served_model_names=tuple(settings.served_model_names),
-                max_num_seqs=settings.max_num_seqs,
-                max_model_len=settings.max_model_len,
-                dtype=settings.dtype,
-                kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
-                gpu_memory_utilization=settings.gpu_memory_utilization,
-                enforce_eager=settings.enforce_eager,
-                lora_modules=settings.lora_modules,
-                extra_args=settings.engine_args,
-            )
-        )
+        return VllmEngine(settings)
     raise AssertionError(f"unknown engine {settings.engine!r}")  # settings validation forbids this

@@ -16,44 +16,23 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.engine import Completion
 from sluice.contract import Job
 from sluice.errors import EngineDeadError, JobError
+from sluice.settings import EngineSettings
 
-__all__ = ["VllmConfig", "VllmEngine"]
+__all__ = ["VllmEngine"]
 
 log = logging.getLogger("sluice.vllm")
-
-
-@dataclass(frozen=True)
-class VllmConfig:
-    """What VllmEngine needs to build AsyncLLM; built from WorkerSettings by make_engine."""
-
-    model: str
-    served_model_names: tuple[str, ...] = ()
-    max_num_seqs: int = 256
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    kv_cache_memory_bytes: int | None = None
-    gpu_memory_utilization: float = 0.9
-    enforce_eager: bool = False
-    lora_modules: dict[str, str] = field(default_factory=dict)
-    max_lora_rank: int = 16
-    extra_args: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.served_model_names or (self.model,)
 
 
 class VllmEngine:
     """Engine on vLLM AsyncLLM (see module docstring)."""
 
-    def __init__(self, config: VllmConfig) -> None:
-        self.config = config
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
         self._llm: Any = None
         self._tokenizer: Any = None
         self._max_len = 0
@@ -62,7 +41,7 @@ class VllmEngine:
 
     @property
     def max_concurrency(self) -> int:
-        return self.config.max_num_seqs
+        return self.settings.max_num_seqs
 
     async def start(self) -> None:
         if self._llm is not None:
@@ -71,22 +50,8 @@ class VllmEngine:
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        c = self.config
-        args = AsyncEngineArgs(
-            model=c.model,
-            served_model_name=list(c.names),
-            max_num_seqs=c.max_num_seqs,
-            max_model_len=c.max_model_len,
-            dtype=c.dtype,
-            kv_cache_memory_bytes=c.kv_cache_memory_bytes,
-            gpu_memory_utilization=c.gpu_memory_utilization,
-            enforce_eager=c.enforce_eager,
-            enable_lora=bool(c.lora_modules),
-            max_lora_rank=c.max_lora_rank,
-            disable_log_stats=True,
-            **c.extra_args,
-        )
-        self._llm = AsyncLLM.from_engine_args(args)
+        c = self.settings
+        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**c.vllm_args()))
         self._tokenizer = self._llm.get_tokenizer()
         self._max_len = int(self._llm.model_config.max_model_len)
         self._loras = {
@@ -137,9 +102,9 @@ class VllmEngine:
     def _resolve_model(self, name: str) -> Any:
         if name in self._loras:
             return self._loras[name]
-        if name in self.config.names:
+        if name in self.settings.names:
             return None
-        known = sorted([*self.config.names, *self._loras])
+        known = sorted([*self.settings.names, *self._loras])
         raise JobError("unknown_model", f"model {name!r} is not served here; known: {known}")
 
     def _prompt_ids(self, job: Job) -> list[int]:

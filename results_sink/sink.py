@@ -524,7 +524,7 @@ def create_sink(settings: SinkSettings, poster: Poster | None = None) -> Sink:
     results = Consumer(consumer_config(settings, settings.group_id, **group_conf))
     # A group of its own: balanced on its own, a sink never ends up with only retry partitions.
     retries = Consumer(consumer_config(settings, f"{settings.group_id}.retry", **group_conf))
-    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+    producer = Producer(producer_config(settings))
     disabled = DisabledEndpoints(disabled_topic(settings), endpoints_reader(settings), producer)
     metrics = SinkMetrics()
     if settings.metrics_port is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import signal
 import sys
 import time
@@ -30,13 +29,15 @@ from typing import Any
 
 import orjson
 
-from sluice.errors import BackpressureError, ContractError, PermanentError, SluiceError
+from sluice.errors import BackpressureError, ConfigError, ContractError, PermanentError, SluiceError
 
 __all__ = ["main"]
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("SLUICE_CACHE_DIR", ".cache")).absolute()
+    from sluice.settings import CliSettings, load
+
+    return load(CliSettings).cache_dir.absolute()
 
 
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="LLM inference through Kafka")
-    p.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", help="DEBUG, INFO (default: SLUICE_LOG_LEVEL or INFO), WARNING, ERROR")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -307,9 +308,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sluice` console script."""
     from sluice.logs import configure_logging
+    from sluice.settings import CliSettings, load
 
     args = _parser().parse_args(argv)
-    listener = configure_logging(f"sluice-{args.command}", args.log_level)
+    try:
+        level = args.log_level or load(CliSettings).log_level
+    except ConfigError as exc:
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    listener = configure_logging(f"sluice-{args.command}", level)
     try:
         code: int = args.fn(args)
         return code

@@ -44,8 +44,8 @@ def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
         {
             "enable.idempotence": True,
             "acks": "all",
-            "compression.type": getattr(settings, "compression_type", "lz4"),
-            "linger.ms": getattr(settings, "linger_ms", 5),
+            "compression.type": settings.compression_type,
+            "linger.ms": settings.linger_ms,
         }
     )
     conf.update(extra)

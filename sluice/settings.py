@@ -30,6 +30,8 @@ from sluice.urlpolicy import UrlPolicy
 
 __all__ = [
     "ApiSettings",
+    "CliSettings",
+    "EngineSettings",
     "KafkaSettings",
     "ProducerSettings",
     "SinkSettings",
@@ -130,6 +132,12 @@ class KafkaSettings(BaseSettings):
     jobs_partitions: int = Field(12, ge=1, validation_alias=_shared("jobs_partitions"))
     results_partitions: int = Field(12, ge=1, validation_alias=_shared("results_partitions"))
     replication_factor: int = Field(1, ge=1, validation_alias=_shared("replication_factor"))
+    # Every producer (jobs, results, deliveries): batches compressed with this codec, waiting up to
+    # linger_ms to fill them.
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", validation_alias=_shared("compression_type")
+    )
+    linger_ms: int = Field(5, ge=0, validation_alias=_shared("linger_ms"))
     # Retry tiers and the dead-letter topic of webhook deliveries are named from this prefix.
     deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
 
@@ -174,11 +182,24 @@ class KafkaSettings(BaseSettings):
         return conf
 
 
+class CliSettings(BaseSettings):
+    """What the `sluice` command itself reads: where its caches live (the local broker's jars and
+    data) and how much it logs (--log-level overrides it)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
+
+    cache_dir: Path = Path(".cache")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
 class ProducerSettings(KafkaSettings):
     """Settings of the job producer (library and `sluice submit`)."""
 
-    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    linger_ms: int = Field(5, ge=0)
     delivery_timeout_ms: int = Field(120_000, ge=1000)
     # Backpressure: refuse jobs while the workers' lag on the target topic is above this (None: off).
     max_lag: int | None = Field(None, ge=0, validation_alias=_shared("max_lag"))
@@ -188,8 +209,53 @@ class ProducerSettings(KafkaSettings):
     )
 
 
-class WorkerSettings(KafkaSettings):
-    """Settings of one worker (consumer-group member)."""
+class EngineSettings(BaseModel):
+    """What the worker's engine runs (SLUICE_WORKER_* like the rest of WorkerSettings, which
+    includes these): vllm_args() turns them into vLLM's AsyncEngineArgs in one place."""
+
+    model: str | None = None
+    served_model_names: Words = Field(default_factory=list)
+    max_num_seqs: int = Field(256, ge=1)
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    kv_cache_memory_bytes: int | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    enforce_eager: bool = False
+    lora_modules: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(default_factory=dict)
+    max_lora_rank: int = Field(16, ge=1)
+    # Any other AsyncEngineArgs field, passed as given (JSON object or name=value pairs).
+    engine_args: Options = Field(default_factory=dict)
+    # The FakeEngine (engine "fake", a test double): `fake_max_batch` sequences at once, each
+    # taking fake_latency_s plus its output words at fake_tokens_per_s.
+    fake_latency_s: float = Field(0.0, ge=0.0)
+    fake_tokens_per_s: float = Field(0.0, ge=0.0)
+    fake_max_batch: int = Field(256, ge=1)
+
+    @property
+    def names(self) -> list[str]:
+        """The model names jobs may ask for (the model's path when none are given)."""
+        return self.served_model_names or ([self.model] if self.model else [])
+
+    def vllm_args(self) -> dict[str, Any]:
+        """Keyword arguments of vLLM's AsyncEngineArgs."""
+        return {
+            "model": self.model,
+            "served_model_name": self.names,
+            "max_num_seqs": self.max_num_seqs,
+            "max_model_len": self.max_model_len,
+            "dtype": self.dtype,
+            "kv_cache_memory_bytes": self.kv_cache_memory_bytes,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "enforce_eager": self.enforce_eager,
+            "enable_lora": bool(self.lora_modules),
+            "max_lora_rank": self.max_lora_rank,
+            "disable_log_stats": True,
+            **self.engine_args,
+        }
+
+
+class WorkerSettings(KafkaSettings, EngineSettings):
+    """Settings of one worker (consumer-group member) and of its engine (EngineSettings)."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_WORKER_", extra="ignore", populate_by_name=True)
 
@@ -232,22 +298,7 @@ class WorkerSettings(KafkaSettings):
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     # The real engine unless asked otherwise: "fake" is a test double (reversed prompts), never a default.
     engine: Literal["fake", "vllm"] = "vllm"
-    model: str | None = None
-    served_model_names: Words = Field(default_factory=list)
-    max_num_seqs: int = Field(256, ge=1)
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    kv_cache_memory_bytes: int | None = None
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    enforce_eager: bool = False
-    lora_modules: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(default_factory=dict)
-    engine_args: Options = Field(default_factory=dict)
-    fake_latency_s: float = Field(0.0, ge=0.0)
-    fake_tokens_per_s: float = Field(0.0, ge=0.0)
-    fake_max_batch: int = Field(256, ge=1)
     metrics_port: int | None = None
-    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    linger_ms: int = Field(5, ge=0)
 
     @property
     def high_group_id(self) -> str:

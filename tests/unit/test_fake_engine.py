@@ -36,7 +36,7 @@ def test_the_real_engine_is_the_default_and_the_fake_says_what_it_is(
 
     assert WorkerSettings().engine == "vllm"
     engine = make_engine(WorkerSettings(model="/models/X"))  # not started: nothing is loaded
-    assert isinstance(engine, VllmEngine) and engine.config.model == "/models/X"
+    assert isinstance(engine, VllmEngine) and engine.settings.model == "/models/X"
     with pytest.raises(ConfigError, match="needs a model"):
         make_engine(WorkerSettings())
     with caplog.at_level("WARNING", logger="sluice.engine"):

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 from sluice.errors import ConfigError
 from sluice.settings import (
     ApiSettings,
+    CliSettings,
     KafkaSettings,
     ProducerSettings,
     SinkSettings,
@@ -99,6 +100,7 @@ def test_an_invalid_shared_setting_names_its_variable_in_every_class(
         (WorkerSettings, "SLUICE_WORKER_ENGINE_ARGS", "foo", "name=value pairs"),
         (WorkerSettings, "SLUICE_WORKER_LORA_MODULES", "[1]", "JSON object"),
         (ApiSettings, "SLUICE_API_PORT", "70000", "less than or equal to 65535"),
+        (CliSettings, "SLUICE_LOG_LEVEL", "loud", "'DEBUG', 'INFO'"),
         (SinkSettings, "SLUICE_SINK_RETRY_SCHEDULE", "-1", "none negative"),
         (SinkSettings, "SLUICE_SINK_SUBSCRIPTIONS", "everything", "JSON array of objects"),
         (SinkSettings, "SLUICE_SINK_SUBSCRIPTIONS", '[{"id": "a"}]', "Field required"),
@@ -130,3 +132,26 @@ def test_the_cli_prints_one_line_and_no_traceback() -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith("error (config_error): SLUICE_WORKER_SERVED_MODEL_NAMES=[bench: expected")
+
+
+def test_producer_settings_are_defined_once_for_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_COMPRESSION_TYPE", "zstd")
+    monkeypatch.setenv("SLUICE_LINGER_MS", "20")
+    for cls in (KafkaSettings, ProducerSettings, WorkerSettings, ApiSettings, SinkSettings):
+        s = load(cls)
+        assert (s.compression_type, s.linger_ms) == ("zstd", 20), cls.__name__
+
+
+def test_engine_settings_become_vllm_arguments_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_WORKER_MODEL", "/models/m")
+    monkeypatch.setenv("SLUICE_WORKER_MAX_NUM_SEQS", "64")
+    monkeypatch.setenv("SLUICE_WORKER_ENGINE_ARGS", "enable_prefix_caching=false")
+    args = load(WorkerSettings).vllm_args()
+    assert args["model"] == "/models/m" and args["served_model_name"] == ["/models/m"]
+    assert args["max_num_seqs"] == 64 and args["enable_prefix_caching"] is False
+    assert args["enable_lora"] is False
+
+
+def test_the_log_level_reads_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_LOG_LEVEL", "debug")
+    assert load(CliSettings).log_level == "DEBUG"
