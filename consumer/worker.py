@@ -31,20 +31,18 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from consumer.answers import answer, dlq_headers
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
 from sluice.clients import ConsumerLike, MessageLike, TransactionalProducer
 from sluice.commits import Commits, Committer
 from sluice.contract import (
-    ErrorInfo,
     Job,
-    ResultStatus,
     decode_job,
-    encode_result,
     job_digest,
     utcnow,
 )
-from sluice.errors import ContractError, EngineDeadError, PermanentError, RetryableError
+from sluice.errors import ContractError, EngineDeadError, RetryableError
 from sluice.heap import settle_heap
 from sluice.kafka import consumer_config, header, header_pairs, is_record, position, produce, producer_config
 from sluice.logs import JobLog
@@ -187,18 +185,15 @@ class Worker:
         return 1 if self.state is State.FAILED else 0
 
     async def _loop(self) -> None:
+        """poll -> admit -> publish finished -> commit -> backpressure, until asked to stop."""
         while self.state is State.RUNNING:
             polled = self._poll()
-            if not self._running:
-                self._progress = time.monotonic()  # the watchdog measures from the first start
-            if self.results_view is not None:
-                self.results_view.step(500)
             self._admit()
-            self._watchdog()
             self._publish_finished()
             self.committer.maybe_commit()
-            self.job_log.flush()
             self._apply_backpressure()
+            self._watchdog()
+            self.job_log.flush()
             if not polled and not self._finished:
                 await self._idle()
             else:
@@ -249,8 +244,11 @@ class Worker:
     def _watchdog(self) -> None:
         """An engine that finishes nothing for engine_watchdog_s while jobs wait on it is hung:
         commit what is done and exit non-zero, so the orchestrator restarts the worker."""
+        if not self._running:
+            self._progress = time.monotonic()  # measured from the first start
+            return
         limit = self.settings.engine_watchdog_s
-        if limit is not None and self._running and time.monotonic() - self._progress > limit:
+        if limit is not None and time.monotonic() - self._progress > limit:
             self._fail(f"engine watchdog: no job finished in {limit:g}s with {len(self._running)} in flight")
 
     def _fail(self, reason: str) -> None:
@@ -262,11 +260,14 @@ class Worker:
     # ---- poll and admit --------------------------------------------------------------------
 
     def _poll(self) -> int:
-        """Move records from the client into the per-topic backlogs; returns how many arrived.
+        """Move records from the client into the per-topic backlogs (and new results into the
+        idempotency view); returns how many jobs arrived.
 
         Called every iteration, paused or not: it serves rebalance callbacks and keeps the member
         alive (max.poll.interval.ms), so no generation time can get it evicted.
         """
+        if self.results_view is not None:
+            self.results_view.step(500)
         messages: list[MessageLike] = []
         for topic, consumer in self.consumers.items():
             room = max(1, self.backlog.room(topic))
@@ -427,62 +428,28 @@ class Worker:
     def _publish(self, item: _InFlight, outcome: Completion | BaseException | None) -> None:
         """Produce a finished job's Result (outcome None: its deadline passed before it ran)."""
         job = item.job
-        status, data, tokens, error = self._result(item, outcome)
-        self.stats[status] += 1
-        self._unreported_tokens += tokens
+        done = answer(job, outcome, item.enqueued_at, item.started_at, self.settings.worker_id)
+        if done.error is not None and outcome is not None:
+            log.warning(
+                "job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent}
+            )
+        self.stats[done.status] += 1
+        self._unreported_tokens += done.output_tokens
         child = child_traceparent(item.traceparent)
-        record = (self.settings.results_topic, job.job_id.encode(), data, [(TRACEPARENT, child.encode())])
+        record = (
+            self.settings.results_topic,
+            job.job_id.encode(),
+            done.data,
+            [(TRACEPARENT, child.encode())],
+        )
         self._produce(record, (item.tp, item.offset, item.epoch), f"result for job {job.job_id}")
         if self.job_log.enabled:
             add_id, add_status, add_code, add_tokens, add_traceparent = self._access
             add_id(job.job_id)
-            add_status(status)
-            add_code(None if error is None else error.code)
-            add_tokens(tokens)
+            add_status(done.status)
+            add_code(None if done.error is None else done.error.code)
+            add_tokens(done.output_tokens)
             add_traceparent(child)
-
-    def _result(
-        self, item: _InFlight, outcome: Completion | BaseException | None
-    ) -> tuple[ResultStatus, bytes, int, ErrorInfo | None]:
-        """(status, the Result's bytes, output tokens, error) of a finished job."""
-        job = item.job
-        answers: dict[str, Any] = {  # what every Result repeats from its job
-            "model": job.model,
-            "tenant": job.tenant,
-            "webhook_url": job.webhook_url,
-            "metadata": job.metadata,
-            "job_digest": job_digest(job),
-        }
-        if outcome is None:
-            message = f"deadline {job.deadline} passed before it ran"
-            error = ErrorInfo(code="deadline_exceeded", message=message)
-            return "expired", encode_result(job.job_id, "expired", error=error, **answers), 0, error
-        common: dict[str, Any] = {
-            **answers,
-            "enqueued_at": item.enqueued_at,
-            "started_at": item.started_at,
-            "worker_id": self.settings.worker_id,
-        }
-        if isinstance(outcome, Completion):
-            data = encode_result(
-                job.job_id,
-                "succeeded",
-                output=outcome.output,
-                finish_reason=outcome.finish_reason,
-                prompt_tokens=outcome.prompt_tokens,
-                output_tokens=outcome.output_tokens,
-                **common,
-            )
-            return "succeeded", data, outcome.output_tokens, None
-        if isinstance(outcome, PermanentError):
-            code = outcome.code
-        elif isinstance(outcome, RetryableError):
-            code = "engine_transient_error"  # still failing after engine_retries retries
-        else:
-            code = "engine_error"
-        log.warning("job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent})
-        error = ErrorInfo(code=code, message=str(outcome)[:2000])
-        return "failed", encode_result(job.job_id, "failed", error=error, **common), 0, error
 
     def _to_dlq(self, msg: MessageLike, tp: TP, epoch: int, code: str, reason: str, traceparent: str) -> None:
         _, offset = position(msg)
@@ -491,19 +458,7 @@ class Worker:
         extra = {"code": code, "partition": tp[1], "offset": offset, "traceparent": traceparent}
         log.warning("message sent to DLQ: %s", reason, extra=extra)
 
-        headers = header_pairs(msg.headers())
-        if sum(len(k) + len(v) for k, v in headers) > _MAX_COPIED_HEADER_BYTES:
-            # Copied as they are they could push the DLQ record over the broker's size limit, and a
-            # DLQ record that cannot be stored stops the worker on every restart.
-            headers = [("sluice.headers.dropped", str(len(headers)).encode())]
-        headers += [
-            ("sluice.error.code", code.encode()),
-            ("sluice.error.message", reason[:4000].encode()),
-            ("sluice.source.topic", tp[0].encode()),
-            ("sluice.source.partition", str(tp[1]).encode()),
-            ("sluice.source.offset", str(offset).encode()),
-            ("sluice.worker.id", self.settings.worker_id.encode()),
-        ]
+        headers = dlq_headers(header_pairs(msg.headers()), code, reason, tp, offset, self.settings.worker_id)
         record = (self.settings.dlq_topic, msg.key(), msg.value(), headers)
         self._produce(record, (tp, offset, epoch), f"DLQ record for {tp}@{offset}")
 
@@ -596,9 +551,6 @@ class Worker:
                 del self._running[key]
                 if item.task is not None:
                     item.task.cancel()
-
-
-_MAX_COPIED_HEADER_BYTES = 64 * 1024
 
 
 def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Worker:

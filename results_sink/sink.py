@@ -36,6 +36,7 @@ from results_sink.endpoints import Endpoint, Endpoints
 from results_sink.http import AiohttpPoster, Outcome, Poster
 from results_sink.schedule import Intake, RetryPlan, intake, parse_retry_after
 from results_sink.signing import decode_secret, signature_headers
+from results_sink.verdicts import Verdict, attempt_class, judge
 from sluice.clients import ConsumerLike, MessageLike, ProducerLike
 from sluice.clock import Every
 from sluice.commits import Committer
@@ -382,10 +383,15 @@ class Sink:
         headers.update({"content-type": "application/json", TRACEPARENT: child})
         outcome = await self.poster.post(delivery.url, body, headers)
         now = time.time()
-        self._attempts(_attempt_class(outcome)).inc()
-        status = outcome.status
-        if status is not None and 200 <= status < 300:
+        self._attempts(attempt_class(outcome)).inc()
+        verdict, healthy = judge(outcome)
+        if healthy is None:  # no request was made: if it was the probe, another may go
+            endpoint.breaker.abandon()
+        elif healthy:
             endpoint.breaker.success()
+        else:
+            endpoint.breaker.failure()
+        if verdict is Verdict.DELIVERED:
             self.stats["delivered"] += 1
             self._delivered.inc()
             self.metrics.latency.observe(max(0.0, now - delivery.first_at))
@@ -405,18 +411,14 @@ class Sink:
             "url": delivery.url,
             "attempt": delivery.attempt,
         }
-        if outcome.forbidden:
+        if verdict is Verdict.FORBIDDEN:
             self._dead(delivery, source, traceparent, "forbidden_url", outcome.error or "")
             return
-        if status == 410:
+        if verdict is Verdict.GONE:
             self.disabled.disable(delivery.url, f"answered 410 Gone at {now:.0f}")
             log.warning("endpoint answered 410 Gone; disabled", extra=extra)
             self._dead(delivery, source, traceparent, "endpoint_gone", "HTTP 410")
             return
-        if status is None or status >= 500 or status == 429:
-            endpoint.breaker.failure()
-        else:  # it answers (a 4xx is about this delivery): a probe so answered closes the breaker
-            endpoint.breaker.success()
         self._retry(delivery, source, traceparent, outcome, extra)
 
     def _retry(
@@ -506,12 +508,6 @@ class Sink:
         for task, (item, _) in list(self._tasks.items()):
             if item.source.tp in gone:
                 task.cancel()
-
-
-def _attempt_class(outcome: Outcome) -> str:
-    if outcome.status is None:
-        return "forbidden" if outcome.forbidden else "error"
-    return f"{outcome.status // 100}xx"
 
 
 def create_sink(settings: SinkSettings, poster: Poster | None = None) -> Sink:
