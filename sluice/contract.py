@@ -164,7 +164,7 @@ def encode_result(
 ) -> bytes:
     """encode(Result(...)) without building the model: the worker's hot path, where every value
     comes from a validated Job or from the engine. Byte for byte the same as encode(Result(...))
-    (tests/unit/test_contract.py holds it to that); building and dumping the model cost ~8 % of a
+    (tests/unit/sluice/test_contract.py holds it to that); building and dumping the model cost ~8 % of a
     job with an instant engine."""
     return orjson.dumps(
         {

@@ -261,22 +261,18 @@ def test_subscriptions_get_matching_results_signed_with_their_own_secret() -> No
     assert sink.stats["skipped"] == 1
 
 
-def test_a_record_that_cannot_be_stored_stops_the_sink_uncommitted() -> None:
+async def test_a_record_that_cannot_be_stored_stops_the_sink_uncommitted() -> None:
+    from confluent_kafka import KafkaError
+
     poster = FakePoster({"https://a.example/hook": [Outcome(500)]})
     sink, results, _, producer = make_sink(poster)
     producer.auto_ack = False
     results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
-
-    async def main() -> int:
-        runner = asyncio.create_task(sink.run())
-        while not producer.unacked:
-            await asyncio.sleep(0.01)
-        from confluent_kafka import KafkaError
-
-        producer.fail(KafkaError(KafkaError._MSG_TIMED_OUT))
-        return await runner
-
-    assert asyncio.run(main()) == 1
+    runner = asyncio.create_task(sink.run())
+    while not producer.unacked:
+        await asyncio.sleep(0.01)
+    producer.fail(KafkaError(KafkaError._MSG_TIMED_OUT))
+    assert await runner == 1
     assert results.committed_offset((RESULTS, 0)) is None
 
 
@@ -356,7 +352,7 @@ def test_a_long_retry_never_holds_back_deferrals_behind_it_in_its_tier() -> None
     assert any(n >= 2 for n in failures().values())  # some delivery does wait 600 s in its tier
 
 
-def test_a_probe_answered_4xx_closes_the_breaker() -> None:
+async def test_a_probe_answered_4xx_closes_the_breaker() -> None:
     url = "https://picky.example/hook"
     poster = FakePoster({url: [Outcome(503), Outcome(400), Outcome(204)]})
     sink, results, retries, producer = make_sink(poster, breaker_failures=1, breaker_cooldown_s=0.2)
@@ -369,16 +365,13 @@ def test_a_probe_answered_4xx_closes_the_breaker() -> None:
             await asyncio.sleep(0.01)
         results.add(RESULTS, 0, result("c", url))
 
-    async def main() -> None:
-        feeder = asyncio.create_task(later())
-        runner = asyncio.create_task(sink.run())
-        deadline = time.monotonic() + 5
-        while len(poster.to(url)) < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        sink.stop()
-        await runner
-        feeder.cancel()
-
-    asyncio.run(main())
+    feeder = asyncio.create_task(later())
+    runner = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + 5
+    while len(poster.to(url)) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    sink.stop()
+    await runner
+    feeder.cancel()
     assert [c.headers["webhook-id"] for c in poster.to(url)] == ["a", "b", "c"]
     assert not [d for d in produced(producer, "dl.retry.1s") if d.job_id == "c"]  # not deferred

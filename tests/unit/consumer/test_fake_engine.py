@@ -44,29 +44,22 @@ def test_the_real_engine_is_the_default_and_the_fake_says_what_it_is(
     assert "test double" in caplog.text and "not a model" in caplog.text
 
 
-def test_jobs_finish_out_of_order_and_slots_limit_concurrency() -> None:
-    async def main() -> list[str]:
-        engine = FakeEngine(latency_s=0.0, tokens_per_s=200.0, max_batch=2)
-        await engine.start()
-        order: list[str] = []
+async def test_jobs_finish_out_of_order_and_slots_limit_concurrency() -> None:
+    engine = FakeEngine(latency_s=0.0, tokens_per_s=200.0, max_batch=2)
+    await engine.start()
+    order: list[str] = []
 
-        async def run(words: int, name: str) -> None:
-            await engine.generate(Job(job_id=name, model="m", prompt=" ".join(["w"] * words)))
-            order.append(name)
+    async def run(words: int, name: str) -> None:
+        await engine.generate(Job(job_id=name, model="m", prompt=" ".join(["w"] * words)))
+        order.append(name)
 
-        await asyncio.gather(run(20, "long"), run(2, "short"), run(2, "queued"))
-        return order
-
-    order = asyncio.run(main())
+    await asyncio.gather(run(20, "long"), run(2, "short"), run(2, "queued"))
     # 'short' overtakes 'long'; 'queued' waits for a free slot, which 'short' frees first.
     assert order == ["short", "queued", "long"]
 
 
-def test_fail_marker_raises_a_permanent_error() -> None:
-    async def main() -> None:
-        engine = FakeEngine()
-        await engine.start()
-        await engine.generate(Job(model="m", prompt=f"x {FAIL_MARKER}"))
-
+async def test_fail_marker_raises_a_permanent_error() -> None:
+    engine = FakeEngine()
+    await engine.start()
     with pytest.raises(PermanentError):
-        asyncio.run(main())
+        await engine.generate(Job(model="m", prompt=f"x {FAIL_MARKER}"))

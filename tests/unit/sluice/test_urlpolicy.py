@@ -3,7 +3,6 @@ connection time (GuardedResolver), in IPv4 and IPv6 and the IPv6 forms that wrap
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from typing import Any
 
@@ -111,24 +110,21 @@ class _Rebinding:
         pass
 
 
-def test_resolver_refuses_a_forbidden_answer_at_connection_time() -> None:
+async def test_resolver_refuses_a_forbidden_answer_at_connection_time() -> None:
     resolver = GuardedResolver(POLICY)
     resolver._inner = _Rebinding()  # type: ignore[assignment]
     with pytest.raises(ForbiddenUrlError, match=r"127\.0\.0\.1"):
-        asyncio.run(resolver.resolve("rebind.example.com", 443))
+        await resolver.resolve("rebind.example.com", 443)
 
 
-def test_poster_reports_forbidden_connections_as_permanent() -> None:
+async def test_poster_reports_forbidden_connections_as_permanent() -> None:
     from results_sink.http import AiohttpPoster
 
-    async def main() -> Any:
-        poster = AiohttpPoster(UrlPolicy(allow_http=True), timeout_s=2, per_host=1)
-        try:
-            return await poster.post("http://localhost:9/h", b"{}", {})
-        finally:
-            await poster.close()
-
-    outcome = asyncio.run(main())
+    poster = AiohttpPoster(UrlPolicy(allow_http=True), timeout_s=2, per_host=1)
+    try:
+        outcome = await poster.post("http://localhost:9/h", b"{}", {})
+    finally:
+        await poster.close()
     assert outcome.forbidden and outcome.status is None and "loopback" in (outcome.error or "")
 
 
