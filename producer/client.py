@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Producer
 
 from producer.lag import LagGuard
+from sluice.clients import MessageLike, ProducerLike
 from sluice.contract import SCHEMA_VERSION, Job, decode_job, encode
 from sluice.errors import ContractError, FieldProblem, KafkaOperationError
 from sluice.kafka import position, produce, producer_config
@@ -62,9 +63,18 @@ def build_job(spec: Job | dict[str, Any], default_model: str | None = None) -> J
 class JobProducer:
     """Submits jobs to the jobs topic; thread-safe; use as a context manager or call close()."""
 
-    def __init__(self, settings: ProducerSettings, **client_overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        *,
+        client: ProducerLike | None = None,
+        lag: LagGuard | None = None,
+        **client_overrides: Any,
+    ) -> None:
+        """`client` and `lag` replace the Kafka producer and the lag guard (tests); otherwise they
+        are built from `settings` (plus librdkafka `client_overrides`)."""
         self.settings = settings
-        self._producer = Producer(
+        self._producer = client or Producer(
             producer_config(
                 settings,
                 **{"delivery.timeout.ms": settings.delivery_timeout_ms},
@@ -72,7 +82,7 @@ class JobProducer:
             )
         )
         self._policy = settings.url_policy()
-        self._lag = LagGuard(settings) if settings.max_lag is not None else None
+        self._lag = lag or (LagGuard(settings) if settings.max_lag is not None else None)
         self._checked: dict[str, ForbiddenUrlError | None] = {}  # bulk files repeat a few URLs
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="sluice-producer-poll", daemon=True)
@@ -99,7 +109,7 @@ class JobProducer:
         tp = ensure_traceparent(traceparent)
         future: Future[Submitted] = Future()
 
-        def delivered(err: KafkaError | None, msg: Message) -> None:
+        def delivered(err: KafkaError | None, msg: MessageLike) -> None:
             if err is not None:
                 future.set_exception(KafkaOperationError(f"job {job.job_id} not stored: {err}", err))
             else:

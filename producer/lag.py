@@ -14,6 +14,7 @@ from functools import partial
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from sluice.clients import OffsetReader
 from sluice.errors import BackpressureError, KafkaOperationError
 from sluice.kafka import reader_config, retrying
 from sluice.settings import ProducerSettings
@@ -26,11 +27,11 @@ log = logging.getLogger("sluice.producer")
 class LagGuard:
     """Raises BackpressureError when a topic's worker lag is above `settings.max_lag`."""
 
-    def __init__(self, settings: ProducerSettings) -> None:
+    def __init__(self, settings: ProducerSettings, client: OffsetReader | None = None) -> None:
         self.settings = settings
         self._lags: dict[str, tuple[float, int]] = {}  # topic -> (monotonic time read, lag)
         # Reads the workers' committed offsets; it never joins their group or commits.
-        self._client = Consumer(
+        self._client = client or Consumer(
             reader_config(settings, settings.worker_group_id, **{"client.id": f"lag-{uuid.uuid4().hex[:6]}"})
         )
 

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from results_sink.deliveries import decode_delivery
 from results_sink.schedule import RetryPlan
-from sluice.errors import ContractError, KafkaOperationError
+from sluice.errors import ConfigError, ContractError, KafkaOperationError
 from sluice.kafka import header, header_pairs, produce, producer_config, reader_config, retrying
 from sluice.settings import KafkaSettings, SinkSettings
 
@@ -44,6 +44,14 @@ class DlqFilter:
 
     def empty(self) -> bool:
         return not self.job_ids and self.endpoint is None and self.since is None and self.until is None
+
+    def matches(self, entry: DlqEntry) -> bool:
+        return (
+            (not self.job_ids or entry.job_id in self.job_ids)
+            and (self.endpoint is None or entry.endpoint == self.endpoint)
+            and (self.since is None or entry.at >= self.since)
+            and (self.until is None or entry.at <= self.until)
+        )
 
 
 @dataclass
@@ -137,18 +145,9 @@ def list_dlq(settings: KafkaSettings, kind: Kind, flt: DlqFilter = DlqFilter()) 
                 entry.job_id, entry.endpoint = delivery.job_id, delivery.url
                 entry.reason, entry.detail = delivery.reason or "unknown", delivery.detail or ""
                 entry.attempts = len(delivery.history)
-        if _matches(entry, flt):
+        if flt.matches(entry):
             entries.append(entry)
     return entries
-
-
-def _matches(entry: DlqEntry, flt: DlqFilter) -> bool:
-    return (
-        (not flt.job_ids or entry.job_id in flt.job_ids)
-        and (flt.endpoint is None or entry.endpoint == flt.endpoint)
-        and (flt.since is None or entry.at >= flt.since)
-        and (flt.until is None or entry.at <= flt.until)
-    )
 
 
 def replay_dlq(settings: SinkSettings, kind: Kind, flt: DlqFilter, dry_run: bool = False) -> list[DlqEntry]:
@@ -190,10 +189,15 @@ def replay_dlq(settings: SinkSettings, kind: Kind, flt: DlqFilter, dry_run: bool
 def parse_filter(
     job_ids: Sequence[str] | None, endpoint: str | None, since: str | None, until: str | None
 ) -> DlqFilter:
-    def when(text: str | None) -> datetime | None:
+    def when(flag: str, text: str | None) -> datetime | None:
         if text is None:
             return None
-        value = datetime.fromisoformat(text)
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(
+                f"{flag}: expected an ISO time such as 2026-11-23T08:00, got {text!r}"
+            ) from None
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-    return DlqFilter(frozenset(job_ids or ()), endpoint, when(since), when(until))
+    return DlqFilter(frozenset(job_ids or ()), endpoint, when("--since", since), when("--until", until))

@@ -23,6 +23,7 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -112,8 +113,8 @@ class ResultStore:
 
     def apply(
         self,
-        results: list[tuple[str, str, bytes, str | None]],
-        jobs: list[tuple[str, int]],
+        results: Sequence[tuple[str, str, bytes, str | None]],
+        jobs: Sequence[tuple[str, int]],
         offsets: dict[tuple[str, int], int],
     ) -> None:
         """Write one batch and the offsets after it atomically; wake readers waiting on those ids."""

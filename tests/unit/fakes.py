@@ -7,6 +7,8 @@ the test says Kafka acknowledged (ack()) or refused (fail()) a produced record.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +181,8 @@ class FakeProducer:
         self.inits = 0
         self.aborts = 0
         self._txn: tuple[list[bytes | None], list[tuple[str, int, int]]] | None = None
+        # JobProducer polls from a thread of its own while the test produces.
+        self._lock = threading.RLock()
 
     def produce(
         self,
@@ -189,18 +193,26 @@ class FakeProducer:
         headers: WireHeaders | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        if self._txn is not None:
-            self._txn[0].append(value)
-            return
-        self.unacked.append(Produced(topic, value, key, headers, on_delivery))
+        with self._lock:
+            if self._txn is not None:
+                self._txn[0].append(value)
+                return
+            self.unacked.append(Produced(topic, value, key, headers, on_delivery))
 
     def ack(self, n: int | None = None) -> None:
-        batch = self.unacked if n is None else self.unacked[:n]
-        self.unacked = self.unacked[len(batch) :]
-        for record in batch:
-            self.acked.append(record)
-            if record.callback is not None:
-                record.callback(None, None)
+        """Kafka stored the first `n` unacknowledged records (all by default), each at the next
+        offset of partition 0 of its topic."""
+        with self._lock:
+            batch = self.unacked if n is None else self.unacked[:n]
+            self.unacked = self.unacked[len(batch) :]
+            for record in batch:
+                offset = sum(1 for r in self.acked if r.topic == record.topic)
+                self.acked.append(record)
+                if record.callback is not None:
+                    message = FakeMessage(
+                        record.topic, 0, offset, record.value, record.key, record.headers or []
+                    )
+                    record.callback(None, message)
 
     def fail(self, error: KafkaError) -> None:
         batch, self.unacked = self.unacked, []
@@ -209,12 +221,16 @@ class FakeProducer:
                 record.callback(error, None)
 
     def poll(self, timeout: float = 0) -> int:
-        if self.auto_ack:
+        if self.auto_ack and self.unacked:
             self.ack()
+        elif timeout > 0:
+            time.sleep(min(timeout, 0.01))  # a delivery thread polling a fake must not spin
         return 0
 
     def flush(self, timeout: float = 0) -> int:
-        return self.poll()
+        """Like Producer.flush: acknowledge what auto_ack allows; how many are left unacknowledged."""
+        self.poll()
+        return len(self.unacked)
 
     def init_transactions(self, timeout: float = -1) -> None:
         self.inits += 1
