@@ -183,6 +183,8 @@ class FakeProducer:
         self._txn: tuple[list[bytes | None], list[tuple[str, int, int]]] | None = None
         # JobProducer polls from a thread of its own while the test produces.
         self._lock = threading.RLock()
+        # Called with (topic, value, key) for every record produced: a test can feed them back.
+        self.listeners: list[Callable[[str, bytes | None, bytes | None], None]] = []
 
     def produce(
         self,
@@ -198,6 +200,8 @@ class FakeProducer:
                 self._txn[0].append(value)
                 return
             self.unacked.append(Produced(topic, value, key, headers, on_delivery))
+        for listen in self.listeners:
+            listen(topic, value, key)
 
     def ack(self, n: int | None = None) -> None:
         """Kafka stored the first `n` unacknowledged records (all by default), each at the next

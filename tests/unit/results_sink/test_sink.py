@@ -16,7 +16,6 @@ import pytest
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
 from results_sink.http import Outcome
 from results_sink.sink import Sink
-from sluice.clients import DeliveryCallback, WireHeaders
 from sluice.contract import Result, encode
 from sluice.metrics import SinkMetrics
 from sluice.settings import SinkSettings, Subscription
@@ -284,28 +283,6 @@ def test_undecodable_results_are_reported_and_skipped(bad: bytes) -> None:
     assert sink.stats["invalid"] == 1
 
 
-class LoopbackProducer(FakeProducer):
-    """A FakeProducer whose records to the retry tiers come back on the retry consumer, as they
-    would from Kafka (one partition per tier, stamped with the time they were produced)."""
-
-    def __init__(self, retries: FakeConsumer, tiers: list[str]) -> None:
-        super().__init__()
-        self.retries, self.tiers = retries, set(tiers)
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        *,
-        headers: WireHeaders | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
-        super().produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-        if topic in self.tiers:
-            self.retries.add(topic, 0, value, key, timestamp_ms=int(time.time() * 1000))
-
-
 def test_a_long_retry_never_holds_back_deferrals_behind_it_in_its_tier() -> None:
     """The stall of issue 12 (A6): a receiver fails its first requests, the breaker opens and
     defers the line; a delivery whose second attempt failed waits 600 s in the 600 s tier, and
@@ -323,9 +300,14 @@ def test_a_long_retry_never_holds_back_deferrals_behind_it_in_its_tier() -> None
         "breaker_cooldown_s": 0.3,
         "endpoint_concurrency": 2,
     }
-    results, retries = FakeConsumer(), FakeConsumer()
+    results, retries, producer = FakeConsumer(), FakeConsumer(), FakeProducer()
     plan_topics = ["dl.retry.0.2s", "dl.retry.600s"]
-    producer = LoopbackProducer(retries, plan_topics)
+
+    def loop_back(topic: str, value: bytes | None, key: bytes | None) -> None:
+        if topic in plan_topics:  # back on the retry consumer, as from Kafka, stamped now
+            retries.add(topic, 0, value, key, timestamp_ms=int(time.time() * 1000))
+
+    producer.listeners.append(loop_back)
     sink = Sink(SinkSettings.model_validate(settings), results, retries, producer, poster, SinkMetrics())
     assert sink.plan.tier_topics == plan_topics
     results.rebalance("assign", [(RESULTS, 0)])

@@ -69,6 +69,18 @@ def test_mappings_take_json_or_name_value_pairs(monkeypatch: pytest.MonkeyPatch)
     assert s.client_overrides == {"socket.keepalive.enable": True}
 
 
+def assert_one_line(
+    cls: type[BaseSettings], variable: str, value: str, expects: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`variable=value` makes loading `cls` fail with one line that starts with the variable."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load(cls)
+    message = str(caught.value)
+    # SLUICE_X=value: ..., or SLUICE_X.0.url: ... for a field inside it
+    assert message.startswith((f"{variable}=", f"{variable}.")) and expects in message and "\n" not in message
+
+
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize(
     ("variable", "value", "expects"),
@@ -83,11 +95,7 @@ def test_mappings_take_json_or_name_value_pairs(monkeypatch: pytest.MonkeyPatch)
 def test_an_invalid_shared_setting_names_its_variable_in_every_class(
     cls: type[BaseSettings], variable: str, value: str, expects: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError) as caught:
-        load(cls)
-    message = str(caught.value)
-    assert message.startswith(f"{variable}=") and expects in message and "\n" not in message
+    assert_one_line(cls, variable, value, expects, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -109,11 +117,7 @@ def test_an_invalid_shared_setting_names_its_variable_in_every_class(
 def test_an_invalid_service_setting_names_its_variable(
     cls: type[BaseSettings], variable: str, value: str, expects: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError) as caught:
-        load(cls)
-    message = str(caught.value)
-    assert message.startswith(variable) and expects in message and "\n" not in message
+    assert_one_line(cls, variable, value, expects, monkeypatch)
 
 
 def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
