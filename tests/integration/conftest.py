@@ -3,7 +3,9 @@ topics per test, and helpers to run workers and the sink as real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,12 +109,24 @@ class Procs:
 
     def start(self, name: str, args: list[str], environ: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
+        # A session (and process group) of its own: kill() takes the process with its children,
+        # as a container stop does (a SIGKILLed vLLM worker otherwise leaves its engine core behind).
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sluice.cli", *args], env=environ, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "sluice.cli", *args],
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         self.procs.append(proc)
         return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process and everything it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("*.log")))
@@ -126,6 +140,9 @@ class Procs:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for proc in self.procs:  # whatever they started and left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture

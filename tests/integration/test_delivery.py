@@ -109,7 +109,7 @@ def test_the_sink_killed_mid_retry_resumes_its_retries(env: Env, procs: Procs) -
     # Every result settled into a retry tier: the results topic is fully committed, nothing delivered.
     wait_until(lambda: committed_total(env, group, env.settings.results_topic) == 40, 60, "results settled")
     assert not receiver.counts and receiver.rejected >= 40
-    first.send_signal(signal.SIGKILL)
+    procs.kill(first)
     first.wait(10)
     receiver.fail_status = None
     restarted_at = time.time()

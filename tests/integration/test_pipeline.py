@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
 
     wait_until(lambda: by_worker()["victim"] >= 100, 120, "the victim to publish 100 results")
     before_kill = sum(by_worker().values())
-    victim.send_signal(signal.SIGKILL)
+    procs.kill(victim)
     victim.wait()
     assert before_kill < 2000, "the kill must land mid-run"
     wait_until(

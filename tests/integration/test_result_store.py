@@ -3,7 +3,6 @@ topic after the store file is deleted."""
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -80,8 +79,7 @@ def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, t
     assert sent < producing < answered and body["status"] == "succeeded"
 
     # Killed, its file deleted: the restarted api rebuilds the same view from the topics.
-    procs.procs[-1].send_signal(signal.SIGKILL)
-    procs.procs[-1].wait(10)
+    procs.kill(procs.procs[-1])
     for f in tmp_path.glob("store.db*"):
         f.unlink()
     start_api(procs, env, port, db)

@@ -7,7 +7,6 @@ of the same tiny model. The model's logits have wide gaps, so both pick the same
 from __future__ import annotations
 
 import random
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,7 +290,7 @@ def test_a_vllm_worker_killed_mid_run_loses_nothing(bootstrap: str, model: Path,
             return read_results(env.bootstrap, s.results_topic)
 
         wait_until(lambda: len(answered()) >= 16, 240, "the victim to answer 16 jobs")
-        victim.send_signal(signal.SIGKILL)
+        procs.kill(victim)
         victim.wait(30)
         before = {r.job_id for r in answered()}
         assert len(before) < len(jobs), "the kill must land mid-run"
