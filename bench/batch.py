@@ -26,6 +26,7 @@ import orjson
 
 from bench.common import kafka, topics, wait_committed
 from bench.plumbing import worker_env
+from gateway.keys import create_key
 from producer import JobProducer, Manifest, collect, submit_file
 from sluice.broker import free_port
 from sluice.settings import KafkaSettings, ProducerSettings
@@ -75,7 +76,7 @@ def batch(bootstrap: str, n: int) -> list[str]:
     ]
 
 
-async def _post_all(url: str, m: int, concurrency: int) -> list[float]:
+async def _post_all(url: str, m: int, concurrency: int, token: str) -> list[float]:
     latencies: list[float] = []
     jobs = iter(range(m))
 
@@ -88,7 +89,10 @@ async def _post_all(url: str, m: int, concurrency: int) -> list[float]:
                 await resp.read()
             latencies.append(time.perf_counter() - t0)
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), headers=auth
+    ) as session:
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
     return latencies
 
@@ -99,6 +103,7 @@ def http(bootstrap: str, m: int, concurrency: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         args = ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", f"{tmp}/store.db"]
         env = {**os.environ, **s.child_env()}
+        token, _ = create_key(s, "bench")
         with subprocess.Popen(
             [sys.executable, "-m", "sluice.cli", "--log-level", "WARNING", *args], env=env
         ) as api:
@@ -114,9 +119,9 @@ def http(bootstrap: str, m: int, concurrency: int) -> list[str]:
                         raise TimeoutError("sluice api did not come up")
                     time.sleep(0.2)
                 url = f"http://127.0.0.1:{port}/v1/jobs"
-                asyncio.run(_post_all(url, 500, concurrency))  # warm-up: connections, producer id
+                asyncio.run(_post_all(url, 500, concurrency, token))  # warm-up: connections, producer id
                 t0 = time.perf_counter()
-                latencies = asyncio.run(_post_all(url, m, concurrency))
+                latencies = asyncio.run(_post_all(url, m, concurrency, token))
                 wall = time.perf_counter() - t0
             finally:
                 api.terminate()

@@ -25,6 +25,7 @@ import orjson
 from confluent_kafka import Consumer
 from tqdm import tqdm
 
+from gateway.keys import create_key
 from producer import JobProducer
 from results_sink import decode_secret, start_receiver
 from sluice.broker import LocalBroker, free_port, start_broker
@@ -34,6 +35,7 @@ from sluice.logs import configure_logging
 from sluice.settings import KafkaSettings, ProducerSettings
 
 SECRET = "whsec_" + "ZGVtby1zZWNyZXQtZm9yLXNsdWljZS1sb2NhbC1ydW4="
+TENANT = "demo"  # the tenant of the demo's jobs and of its API key
 WORDS = [
     "kafka",
     "stream",
@@ -83,6 +85,7 @@ def main() -> int:
         dlq_topic=f"inference-dlq-demo-{suffix}" if not broker else "inference-dlq",
         high_topic=f"inference-jobs-demo-{suffix}.high" if not broker else "inference-jobs.high",
         deliveries_topic=f"inference-deliveries-demo-{suffix}" if not broker else "inference-deliveries",
+        api_keys_topic=f"sluice-api-keys-demo-{suffix}" if not broker else "sluice-api-keys",
         # The demo's receiver is local plain http: allowed explicitly (refused by default).
         webhook_allow_http=True,
         webhook_allowlist=["127.0.0.1/32"],
@@ -107,6 +110,8 @@ def main() -> int:
                 _spawn(["worker", "--worker-id", f"demo-worker-{i}"], env, run_dir / f"worker-{i}.log")
             )
         procs.append(_spawn(["sink"], env, run_dir / "sink.log"))
+        token, _ = create_key(settings, TENANT)  # the API serves no one without a key
+        print(f"• API key for tenant {TENANT!r}: {token}", flush=True)
         api_port = free_port()
         api_args = [
             "api",
@@ -125,7 +130,7 @@ def main() -> int:
         _submit(settings, jobs)
         results = _collect(settings, {j.job_id for j in jobs}, receiver)
         _summary(jobs, results, receiver.stats(), time.monotonic() - started)
-        _show_api(api_port, jobs[-1].job_id)
+        _show_api(api_port, jobs[-1].job_id, token)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -185,7 +190,14 @@ def _jobs(n: int, webhook_url: str) -> list[Job]:
         prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40)))
         sampling = SamplingParams(max_tokens=rng.choice([8, 16, 32, 64]), temperature=0.0)
         jobs.append(
-            Job(model="demo", prompt=prompt, sampling=sampling, webhook_url=webhook_url, metadata={"row": i})
+            Job(
+                model="demo",
+                prompt=prompt,
+                sampling=sampling,
+                webhook_url=webhook_url,
+                tenant=TENANT,
+                metadata={"row": i},
+            )
         )
     return jobs
 
@@ -230,9 +242,10 @@ def _collect(settings: KafkaSettings, ids: set[str], receiver: object) -> dict[s
     return results
 
 
-def _show_api(port: int, job_id: str) -> None:
+def _show_api(port: int, job_id: str, token: str) -> None:
     url = f"http://127.0.0.1:{port}/v1/jobs/{job_id}?wait=10"
-    with urllib.request.urlopen(url, timeout=20) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
         answer = orjson.loads(response.read())
     output = (answer.get("result") or {}).get("output", "")
     print(f"• GET /v1/jobs/{job_id} -> {response.status} status={answer['status']} output={output[:40]!r}")

@@ -11,6 +11,7 @@
     sluice dlq list|replay         dead letters of jobs or webhook deliveries (filters: job id,
                                    endpoint, time range)
     sluice endpoints list|enable   webhook endpoints disabled by 410 Gone; enable one again
+    sluice keys create|list|revoke API keys of the gateway: create prints the new key once
     sluice receiver                run a local webhook receiver that verifies signatures
 
 Settings come from SLUICE_* environment variables (see sluice/settings.py); flags override them.
@@ -67,13 +68,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from sluice.kafka import create_topics
     from sluice.settings import SinkSettings, load
-    from sluice.topics import delivery_specs, pipeline_specs
+    from sluice.topics import delivery_specs, gateway_specs, pipeline_specs
 
-    # Every topic, the sink's too (its retry tiers follow SLUICE_SINK_RETRY_SCHEDULE).
+    # Every topic: the sink's (its retry tiers follow SLUICE_SINK_RETRY_SCHEDULE) and the gateway's too.
     settings = load(SinkSettings, **_overrides(args, ["jobs_partitions"]))
-    reports = create_topics(
-        settings, pipeline_specs(settings) + delivery_specs(settings, settings.retry_schedule)
-    )
+    specs = pipeline_specs(settings) + delivery_specs(settings, settings.retry_schedule)
+    reports = create_topics(settings, specs + gateway_specs(settings))
     for r in reports:
         print(f"{r.name}: {r.status}{' - ' + r.detail if r.detail else ''}")
     return 1 if any(r.status == "mismatch" for r in reports) else 0
@@ -230,6 +230,33 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from gateway.keys import create_key, list_keys, revoke_key
+    from sluice.settings import KafkaSettings, load
+
+    settings = load(KafkaSettings)
+    if args.action == "create":
+        if not args.tenant:
+            print("error: create needs --tenant NAME", file=sys.stderr)
+            return 2
+        token, key = create_key(settings, args.tenant, args.max_in_flight, args.rpm)
+        print(token, flush=True)  # the only line on stdout: the key, shown this once
+        print(f"created key {key.id} for tenant {key.tenant}; it is not shown again", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        for key in list_keys(settings):
+            print(orjson.dumps(key.summary()).decode())
+        return 0
+    if not args.id:
+        print("error: revoke needs the key's id (sluice keys list shows them)", file=sys.stderr)
+        return 2
+    if revoke_key(settings, args.id) is None:
+        print(f"error: no live key {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked key {args.id}; every gateway refuses it within a second", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="LLM inference through Kafka")
     p.add_argument("--log-level", help="DEBUG, INFO (default: SLUICE_LOG_LEVEL or INFO), WARNING, ERROR")
@@ -298,6 +325,13 @@ def _parser() -> argparse.ArgumentParser:
     e = add("endpoints", cmd_endpoints, "list webhook endpoints disabled by 410 Gone, or enable one again")
     e.add_argument("action", choices=["list", "enable"])
     e.add_argument("url", nargs="?", help="the endpoint to enable")
+
+    ks = add("keys", cmd_keys, "API keys of the gateway: create (printed once), list, revoke")
+    ks.add_argument("action", choices=["create", "list", "revoke"])
+    ks.add_argument("id", nargs="?", help="the key to revoke")
+    ks.add_argument("--tenant", help="the tenant the key acts for (create)")
+    ks.add_argument("--max-in-flight", type=int, help="at most this many of its jobs unanswered")
+    ks.add_argument("--rpm", type=int, help="at most this many requests a minute")
 
     r = add("receiver", cmd_receiver, "run a local webhook receiver")
     r.add_argument("--port", type=int, default=8787)

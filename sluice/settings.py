@@ -140,6 +140,8 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = Field(5, ge=0, validation_alias=_shared("linger_ms"))
     # Retry tiers and the dead-letter topic of webhook deliveries are named from this prefix.
     deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
+    # The gateway's API keys (hashed), one compacted record per key.
+    api_keys_topic: str = Field("sluice-api-keys", validation_alias=_shared("api_keys_topic"))
 
     # Which webhook URLs may be submitted and called (sluice/urlpolicy.py); checked at submit
     # (producer) and at every connection (sink), so both read the same variables.
@@ -158,6 +160,7 @@ class KafkaSettings(BaseSettings):
             "SLUICE_RESULTS_TOPIC": self.results_topic,
             "SLUICE_DLQ_TOPIC": self.dlq_topic,
             "SLUICE_DELIVERIES_TOPIC": self.deliveries_topic,
+            "SLUICE_API_KEYS_TOPIC": self.api_keys_topic,
             "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
         }

@@ -38,14 +38,15 @@ __all__ = ["ResultStore", "StoreFollower"]
 
 log = logging.getLogger("sluice.store")
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _TABLES = ("results", "jobs", "offsets", "identity")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB NOT NULL, digest TEXT
 );
-CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, submitted_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, submitted_ms INTEGER NOT NULL, tenant TEXT);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT, partition INTEGER, next INTEGER, PRIMARY KEY (topic, partition)
 );
@@ -100,13 +101,26 @@ class ResultStore:
             found.update(rows.fetchall())
         return found
 
-    def note_submitted(self, job_id: str) -> None:
+    def note_submitted(self, job_id: str, tenant: str | None = None) -> None:
         """Record a job this process submitted itself, before the jobs topic brings it back."""
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO jobs VALUES (?, ?)", (job_id, int(time.time() * 1000)))
+            self.db.execute(
+                "INSERT OR IGNORE INTO jobs VALUES (?, ?, ?)", (job_id, int(time.time() * 1000), tenant)
+            )
 
-    def submitted(self, job_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+    def submitted(self, job_id: str, tenant: str | None = None) -> bool:
+        """Whether `job_id` was submitted (by `tenant`, when one is given)."""
+        row = self.db.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None and (tenant is None or row[0] == tenant)
+
+    def in_flight(self, tenant: str) -> int:
+        """Jobs of `tenant` submitted and not yet answered."""
+        row = self.db.execute(
+            "SELECT count(*) FROM jobs j WHERE j.tenant = ? "
+            "AND NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = j.job_id)",
+            (tenant,),
+        ).fetchone()
+        return int(row[0])
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM results").fetchone()[0])
@@ -114,7 +128,7 @@ class ResultStore:
     def apply(
         self,
         results: Sequence[tuple[str, str, bytes, str | None]],
-        jobs: Sequence[tuple[str, int]],
+        jobs: Sequence[tuple[str, int, str | None]],
         offsets: dict[tuple[str, int], int],
     ) -> None:
         """Write one batch and the offsets after it atomically; wake readers waiting on those ids."""
@@ -125,7 +139,7 @@ class ResultStore:
                 "SET status = excluded.status, body = excluded.body, digest = excluded.digest",
                 results,
             )
-            self.db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?)", jobs)
+            self.db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?, ?)", jobs)
             self.db.executemany(
                 "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)",
                 [(t, p, n) for (t, p), n in offsets.items()],
@@ -225,7 +239,7 @@ class StoreFollower:
         """Apply what the consumer has now; returns how many records it read."""
         messages = self.consumer.consume(max_messages, 0)
         results: list[tuple[str, str, bytes, str | None]] = []
-        jobs: list[tuple[str, int]] = []
+        jobs: list[tuple[str, int, str | None]] = []
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
             if not is_record(msg, log):
@@ -240,7 +254,7 @@ class StoreFollower:
                 self._result(msg, job_id, results)
             else:
                 _, ts = msg.timestamp()
-                jobs.append((job_id, ts))
+                jobs.append((job_id, ts, _tenant(msg.value())))
         if offsets:
             self.store.apply(results, jobs, offsets)
             self._progress(offsets)
@@ -286,3 +300,12 @@ class StoreFollower:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _tenant(job: bytes | None) -> str | None:
+    """The tenant a job record names, if it is readable JSON that names one."""
+    try:
+        tenant = orjson.loads(job or b"{}").get("tenant")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return tenant if isinstance(tenant, str) else None

@@ -8,6 +8,7 @@
     <deliveries>.retry.<d>s      delete, >= 1 week   results_partitions  webhook retries waiting d s
     <deliveries>.dlq             delete, 28 days     1                   webhook deliveries given up
     <deliveries>.endpoints       compact             1                   endpoints disabled by 410
+    <api_keys_topic>             compact             1                   the gateway's API keys, hashed
 
 Names come from KafkaSettings (`<deliveries>` is `deliveries_topic`); the retry tiers are the
 distinct positive waits of the sink's retry schedule.
@@ -25,6 +26,7 @@ __all__ = [
     "delivery_dlq_topic",
     "delivery_specs",
     "endpoints_topic",
+    "gateway_specs",
     "pipeline_specs",
     "retry_tiers",
     "tier_topic",
@@ -93,3 +95,8 @@ def delivery_specs(settings: KafkaSettings, schedule: Sequence[float]) -> list[T
     # Compacted: one record per URL survives, and a tombstone (enabled again) removes it for good.
     specs.append(TopicSpec(endpoints_topic(prefix), 1, {"cleanup.policy": "compact"}))
     return specs
+
+
+def gateway_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    """The gateway's own: its API keys, one compacted record per key."""
+    return [TopicSpec(settings.api_keys_topic, 1, {"cleanup.policy": "compact"})]

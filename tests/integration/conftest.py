@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
 
 SECRET = "whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LWtleQ=="
+TENANT = "acme"  # the tenant of the API keys tests create
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,7 @@ class Env:
             results_topic=f"{self.prefix}-results",
             dlq_topic=f"{self.prefix}-dlq",
             deliveries_topic=f"{self.prefix}-deliveries",
+            api_keys_topic=f"{self.prefix}-keys",
             webhook_allow_http=True,
             webhook_allowlist=["127.0.0.1/32"],
             jobs_partitions=self.partitions,
@@ -106,6 +108,7 @@ class Procs:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.closers: list[Callable[[], None]] = []  # run at teardown (clients of the processes)
 
     def start(self, name: str, args: list[str], environ: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}-{len(self.procs)}.log").open("wb")
@@ -132,6 +135,8 @@ class Procs:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob("*.log")))
 
     def stop_all(self) -> None:
+        for close in self.closers:
+            close()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -194,3 +199,11 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def api_key(env: Env, tenant: str = TENANT, **limits: int) -> str:
+    """A new API key of the test's gateway (its keys topic), for `tenant`."""
+    from gateway.keys import create_key
+
+    token, _ = create_key(env.settings, tenant, **limits)
+    return token

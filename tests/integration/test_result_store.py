@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from sluice.broker import free_port
 from sluice.contract import Job, Result, encode
-from tests.integration.conftest import Env, Procs, wait_until
+from tests.integration.conftest import TENANT, Env, Procs, api_key, wait_until
 
 
 def produce(env: Env, topic: str, records: list[tuple[str, bytes]]) -> None:
@@ -23,11 +23,13 @@ def produce(env: Env, topic: str, records: list[tuple[str, bytes]]) -> None:
 
 
 def result(job_id: str, output: str) -> bytes:
-    return encode(Result(job_id=job_id, status="succeeded", model="m", output=output))
+    return encode(Result(job_id=job_id, status="succeeded", model="m", output=output, tenant=TENANT))
 
 
-def start_api(procs: Procs, env: Env, port: int, db: Path, **environ: str) -> None:
-    """Start `sluice api` (extra environment variables in `environ`) and wait until it is ready."""
+def start_api(procs: Procs, env: Env, port: int, db: Path, **environ: str) -> httpx.Client:
+    """Start `sluice api` (extra environment variables in `environ`), wait until it is ready, and
+    return a client that calls it with a key of tenant TENANT (created first: it holds at once)."""
+    headers = {"Authorization": f"Bearer {api_key(env)}"}
     procs.start(
         "api",
         ["api", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(db)],
@@ -41,30 +43,32 @@ def start_api(procs: Procs, env: Env, port: int, db: Path, **environ: str) -> No
             return False
 
     wait_until(ready, 60, "the api to catch up")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers)
+    procs.closers.append(client.close)
+    return client
 
 
 def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, tmp_path: Path) -> None:
     s = env.settings
     produce(env, s.results_topic, [(f"r-{i}", result(f"r-{i}", f"answer {i}")) for i in range(50)])
     produce(env, s.results_topic, [("r-7", result("r-7", "the newer answer"))])  # last one wins
-    produce(env, s.jobs_topic, [("p-1", encode(Job(job_id="p-1", model="m", prompt="hi")))])
+    produce(env, s.jobs_topic, [("p-1", encode(Job(job_id="p-1", model="m", prompt="hi", tenant=TENANT)))])
     port, db = free_port(), tmp_path / "store.db"
-    start_api(procs, env, port, db)
-    base = f"http://127.0.0.1:{port}/v1/jobs"
+    api = start_api(procs, env, port, db)
 
-    got = httpx.get(f"{base}/r-3").json()
+    got = api.get("/v1/jobs/r-3").json()
     assert (got["status"], got["result"]["output"]) == ("succeeded", "answer 3")
-    assert httpx.get(f"{base}/r-7").json()["result"]["output"] == "the newer answer"
-    wait_until(lambda: httpx.get(f"{base}/p-1").json().get("status") == "pending", 30, "p-1 pending")
-    missing = httpx.get(f"{base}/nope")
+    assert api.get("/v1/jobs/r-7").json()["result"]["output"] == "the newer answer"
+    wait_until(lambda: api.get("/v1/jobs/p-1").json().get("status") == "pending", 30, "p-1 pending")
+    missing = api.get("/v1/jobs/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    bad = httpx.get(f"{base}/p-1", params={"wait": "forever"})
+    bad = api.get("/v1/jobs/p-1", params={"wait": "forever"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_wait"
 
     answers: list[tuple[float, dict[str, object]]] = []
 
     def long_poll() -> None:
-        body = httpx.get(f"{base}/p-1?wait=30", timeout=40).json()
+        body = api.get("/v1/jobs/p-1?wait=30", timeout=40).json()
         answers.append((time.monotonic(), body))
 
     sent = time.monotonic()
@@ -82,7 +86,7 @@ def test_results_pending_unknown_long_poll_and_rebuild(env: Env, procs: Procs, t
     procs.kill(procs.procs[-1])
     for f in tmp_path.glob("store.db*"):
         f.unlink()
-    start_api(procs, env, port, db)
-    assert httpx.get(f"{base}/r-7").json()["result"]["output"] == "the newer answer"
-    assert httpx.get(f"{base}/p-1").json()["result"]["output"] == "late answer"
-    assert httpx.get(f"{base}/r-49").json()["status"] == "succeeded"
+    api = start_api(procs, env, port, db)
+    assert api.get("/v1/jobs/r-7").json()["result"]["output"] == "the newer answer"
+    assert api.get("/v1/jobs/p-1").json()["result"]["output"] == "late answer"
+    assert api.get("/v1/jobs/r-49").json()["status"] == "succeeded"

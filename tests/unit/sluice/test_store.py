@@ -21,7 +21,7 @@ def test_a_batch_and_its_offsets_are_stored_together_and_survive_a_reopen(tmp_pa
     store.reset(IDENTITY)
     store.apply(
         [("a", "succeeded", body("succeeded"), "d-a"), ("b", "failed", body("failed"), None)],
-        [("p", 1_700_000_000_000)],
+        [("p", 1_700_000_000_000, "acme")],
         {("results", 0): 2, ("jobs", 1): 1},
     )
     store.apply([("a", "succeeded", b"newer", "d-a2")], [], {("results", 0): 3})  # last one wins
@@ -32,6 +32,7 @@ def test_a_batch_and_its_offsets_are_stored_together_and_survive_a_reopen(tmp_pa
     assert again.result("a") == b"newer" and again.count() == 2
     assert again.digests(["a", "b", "c"]) == {"a": "d-a2", "b": None}
     assert again.submitted("p") and not again.submitted("a")
+    assert again.submitted("p", tenant="acme") and not again.submitted("p", tenant="globex")
 
 
 def test_digests_are_looked_up_in_chunks(tmp_path: Path) -> None:
@@ -72,3 +73,12 @@ async def test_a_waiting_reader_is_answered_when_the_result_arrives(tmp_path: Pa
     store.apply([("a", "succeeded", body("succeeded"), None)], [], {("results", 0): 1})
     assert await waiting == body("succeeded")
     assert await store.wait_for("missing", timeout=0.05) is None
+
+
+def test_in_flight_counts_a_tenants_jobs_not_yet_answered(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "s.db")
+    store.note_submitted("a1", "acme")
+    store.note_submitted("a2", "acme")
+    store.note_submitted("g1", "globex")
+    store.apply([("a1", "succeeded", b"{}", None)], [("a3", 0, "acme")], {("results", 0): 1})
+    assert store.in_flight("acme") == 2 and store.in_flight("globex") == 1 and store.in_flight("x") == 0
