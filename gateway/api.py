@@ -1,6 +1,7 @@
 """`sluice api`: the HTTP gateway. Every /v1 route needs an API key (gateway/auth.py).
 
 /v1/jobs                    submit one job, read its result (gateway/jobs.py)
+/v1/files                   upload, list, retrieve, download, delete files (gateway/files_api.py)
 GET /healthz                {"caught_up": bool, "results": n}, open to all
 """
 
@@ -13,15 +14,20 @@ import signal
 
 from aiohttp import web
 
+from gateway import files_api
 from gateway.auth import KEYS, LIMITS, authenticate
+from gateway.files import Files, open_files
+from gateway.files_api import FILES
 from gateway.jobs import FOLLOWER, IN_FLIGHT, PRODUCER, SETTINGS, STORE, get_job, post_job
 from gateway.keys import ApiKeys, open_keys
 from gateway.limits import RateLimits
 from gateway.replies import json
 from producer.client import JobProducer
+from sluice.kafka import ensure_topics
 from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings
 from sluice.store import ResultStore, StoreFollower
+from sluice.topics import gateway_specs
 
 __all__ = ["create_app", "run_api"]
 
@@ -37,21 +43,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: ApiSettings, store: ResultStore, follower: StoreFollower, producer: JobProducer, keys: ApiKeys
+    settings: ApiSettings,
+    store: ResultStore,
+    follower: StoreFollower,
+    producer: JobProducer,
+    keys: ApiKeys,
+    files: Files | None = None,
 ) -> web.Application:
+    """The gateway's routes (the Files API only when given its storage)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[authenticate])
     app[STORE], app[FOLLOWER], app[SETTINGS], app[PRODUCER] = store, follower, settings, producer
     app[KEYS], app[LIMITS], app[IN_FLIGHT] = keys, RateLimits(), {}
     app.router.add_post("/v1/jobs", post_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_get("/healthz", healthz)
+    if files is not None:
+        app[FILES] = files
+        files_api.routes(app)
     return app
 
 
-async def _follow_keys(keys: ApiKeys, stop: asyncio.Event) -> None:
-    """Keys created or revoked anywhere hold here within about a second."""
+async def _follow(keys: ApiKeys, files: Files, stop: asyncio.Event) -> None:
+    """Keys and files created, revoked or deleted anywhere hold here within about a second."""
     while not stop.is_set():
         keys.step()
+        files.table.step()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -63,7 +79,9 @@ def run_api(settings: ApiSettings) -> int:
         store = ResultStore(settings.store_path)
         follower = StoreFollower(settings, store)
         follower.start()
+        ensure_topics(settings, gateway_specs(settings))
         keys, _ = open_keys(settings, writable=False)  # `sluice keys` writes them
+        files = open_files(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,12 +90,13 @@ def run_api(settings: ApiSettings) -> int:
         # `sluice submit`'s; the cluster and topics are the API's.
         shared = {name: getattr(settings, name) for name in KafkaSettings.model_fields}
         producer = JobProducer(ProducerSettings(**shared))
-        runner = web.AppRunner(create_app(settings, store, follower, producer, keys), access_log=None)
+        app = create_app(settings, store, follower, producer, keys, files)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         log.info("api listening", extra={"host": settings.host, "port": settings.port})
         following = asyncio.create_task(follower.run(stop))
-        watching = asyncio.create_task(_follow_keys(keys, stop))
+        watching = asyncio.create_task(_follow(keys, files, stop))
         await stop.wait()
         await runner.cleanup()
         await asyncio.to_thread(producer.close)
@@ -85,6 +104,7 @@ def run_api(settings: ApiSettings) -> int:
             await following
             await watching
         keys.close()
+        files.table.close()
         follower.close()
         store.close()
         return 0

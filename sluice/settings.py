@@ -142,6 +142,10 @@ class KafkaSettings(BaseSettings):
     deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
     # The gateway's API keys (hashed), one compacted record per key.
     api_keys_topic: str = Field("sluice-api-keys", validation_alias=_shared("api_keys_topic"))
+    # Files uploaded to the gateway: what each file is (compacted, mirrored by every replica) and its
+    # bytes in chunks (compacted, read on demand by offset).
+    files_topic: str = Field("sluice-files", validation_alias=_shared("files_topic"))
+    file_chunks_topic: str = Field("sluice-file-chunks", validation_alias=_shared("file_chunks_topic"))
 
     # Which webhook URLs may be submitted and called (sluice/urlpolicy.py); checked at submit
     # (producer) and at every connection (sink), so both read the same variables.
@@ -161,6 +165,8 @@ class KafkaSettings(BaseSettings):
             "SLUICE_DLQ_TOPIC": self.dlq_topic,
             "SLUICE_DELIVERIES_TOPIC": self.deliveries_topic,
             "SLUICE_API_KEYS_TOPIC": self.api_keys_topic,
+            "SLUICE_FILES_TOPIC": self.files_topic,
+            "SLUICE_FILE_CHUNKS_TOPIC": self.file_chunks_topic,
             "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
         }
@@ -321,6 +327,8 @@ class ApiSettings(KafkaSettings):
     # Largest POST /v1/jobs body; larger ones get 413. A worker dead-letters jobs over its
     # max_job_bytes (1 MB by default) anyway.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Largest file upload (OpenAI's limit for a batch input file); it is streamed, never held whole.
+    max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
 
 
 class Subscription(BaseModel):

@@ -9,6 +9,8 @@
     <deliveries>.dlq             delete, 28 days     1                   webhook deliveries given up
     <deliveries>.endpoints       compact             1                   endpoints disabled by 410
     <api_keys_topic>             compact             1                   the gateway's API keys, hashed
+    <files_topic>                compact             1                   uploaded files: what each is
+    <file_chunks_topic>          compact             1                   uploaded files: their bytes
 
 Names come from KafkaSettings (`<deliveries>` is `deliveries_topic`); the retry tiers are the
 distinct positive waits of the sink's retry schedule.
@@ -98,5 +100,11 @@ def delivery_specs(settings: KafkaSettings, schedule: Sequence[float]) -> list[T
 
 
 def gateway_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    """The gateway's own: its API keys, one compacted record per key."""
-    return [TopicSpec(settings.api_keys_topic, 1, {"cleanup.policy": "compact"})]
+    """The gateway's own: API keys and uploaded files (what each is, and its bytes in chunks of at
+    most 512 KiB, under the broker's default record size limit)."""
+    compact = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(settings.api_keys_topic, 1, compact),
+        TopicSpec(settings.files_topic, 1, compact),
+        TopicSpec(settings.file_chunks_topic, 1, compact),
+    ]

@@ -61,6 +61,8 @@ class Env:
             dlq_topic=f"{self.prefix}-dlq",
             deliveries_topic=f"{self.prefix}-deliveries",
             api_keys_topic=f"{self.prefix}-keys",
+            files_topic=f"{self.prefix}-files",
+            file_chunks_topic=f"{self.prefix}-file-chunks",
             webhook_allow_http=True,
             webhook_allowlist=["127.0.0.1/32"],
             jobs_partitions=self.partitions,

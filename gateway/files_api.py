@@ -1,0 +1,122 @@
+"""The Files API as the openai client calls it: upload (multipart `file` and `purpose`), retrieve,
+content, delete, and list (after, limit, order, purpose), each file visible to its tenant only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, web
+
+from gateway.auth import caller
+from gateway.files import CHUNK_BYTES, FileMeta, Files, FileTooLarge
+from gateway.jobs import SETTINGS
+from gateway.pages import PageError, page
+from gateway.replies import error, json
+
+__all__ = ["FILES", "routes"]
+
+FILES: web.AppKey[Files] = web.AppKey("files", Files)
+PURPOSES = ("batch",)
+
+
+def _missing(file_id: str) -> web.Response:
+    return error(404, "not_found", f"no file {file_id!r}", param="file_id")
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    buffer = bytearray()
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer[:CHUNK_BYTES])
+            del buffer[:CHUNK_BYTES]
+    if buffer:
+        yield bytes(buffer)
+
+
+async def create_file(request: web.Request) -> web.Response:
+    files, tenant = request.app[FILES], caller(request).tenant
+    if not request.content_type.startswith("multipart/"):
+        return error(
+            400, "invalid_request", "upload the file as multipart/form-data with `file` and `purpose`"
+        )
+    purpose: str | None = None
+    meta: FileMeta | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "purpose":
+            purpose = (await part.text()).strip()
+        elif part.name == "file" and meta is None:
+            limit = request.app[SETTINGS].max_file_bytes
+            try:
+                meta = await files.store(tenant, part.filename or "upload", "batch", _chunks(part), limit)
+            except FileTooLarge as exc:
+                return error(413, "file_too_large", str(exc), param="file")
+    if meta is None:
+        return error(400, "missing_file", "the upload has no `file` part", param="file")
+    if purpose not in PURPOSES:
+        await files.delete(meta)
+        return error(
+            400,
+            "invalid_purpose",
+            f"purpose must be one of {list(PURPOSES)}, got {purpose!r}",
+            param="purpose",
+        )
+    return json(200, meta.public())
+
+
+async def list_files(request: web.Request) -> web.Response:
+    tenant = caller(request).tenant
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return error(400, "invalid_order", f"order must be 'asc' or 'desc', got {order!r}", param="order")
+    mine = request.app[FILES].of(tenant)
+    purpose = request.query.get("purpose")
+    if purpose:
+        mine = [m for m in mine if m.purpose == purpose]
+    mine.sort(key=lambda m: (m.created, m.id), reverse=order == "desc")
+    try:
+        return json(200, page(mine, request.query, lambda m: m.id, FileMeta.public, max_limit=10_000))
+    except PageError as exc:
+        return error(400, f"invalid_{exc.param}", str(exc), param=exc.param)
+
+
+async def get_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    meta = request.app[FILES].get(file_id, caller(request).tenant)
+    return json(200, meta.public()) if meta else _missing(file_id)
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    file_id = request.match_info["file_id"]
+    files = request.app[FILES]
+    meta = files.get(file_id, caller(request).tenant)
+    if meta is None:
+        return _missing(file_id)
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = meta.size
+    await response.prepare(request)
+    async for chunk in files.content(meta):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    files = request.app[FILES]
+    meta = files.get(file_id, caller(request).tenant)
+    if meta is None:
+        return _missing(file_id)
+    await files.delete(meta)
+    return json(200, {"id": file_id, "object": "file", "deleted": True})
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_post("/v1/files", create_file)
+    app.router.add_get("/v1/files", list_files)
+    app.router.add_get("/v1/files/{file_id}", get_file)
+    app.router.add_get("/v1/files/{file_id}/content", file_content)
+    app.router.add_delete("/v1/files/{file_id}", delete_file)
