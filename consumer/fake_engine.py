@@ -19,10 +19,13 @@ __all__ = ["FAIL_MARKER", "FakeEngine", "fake_completion"]
 FAIL_MARKER = "[[fake-fail]]"
 
 
+def _text(job: Job) -> str:
+    return job.prompt if job.prompt is not None else " ".join(m.content for m in job.messages or [])
+
+
 def fake_completion(job: Job) -> Completion:
     """The FakeEngine's answer to `job`: prompt words reversed, cut at max_tokens words."""
-    text = job.prompt if job.prompt is not None else " ".join(m.content for m in job.messages or [])
-    words = text.split()
+    words = _text(job).split()
     limit = job.sampling.max_tokens
     out = list(reversed(words))[:limit]
     reason = "length" if len(words) > limit else "stop"
@@ -46,8 +49,7 @@ class FakeEngine:
         self._slots = asyncio.Semaphore(self._max_batch)
 
     async def generate(self, job: Job) -> Completion:
-        text = job.prompt or ""
-        if FAIL_MARKER in text:
+        if FAIL_MARKER in _text(job):
             raise PermanentError(f"fake engine refuses prompts containing {FAIL_MARKER}")
         result = fake_completion(job)
         delay = self.latency_s + (result.output_tokens / self.tokens_per_s if self.tokens_per_s else 0.0)

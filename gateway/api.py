@@ -2,6 +2,7 @@
 
 /v1/jobs                    submit one job, read its result (gateway/jobs.py)
 /v1/files                   upload, list, retrieve, download, delete files (gateway/files_api.py)
+/v1/batches                 create, retrieve, cancel, list batches (gateway/batches_api.py)
 GET /healthz                {"caught_up": bool, "results": n}, open to all
 """
 
@@ -11,11 +12,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
+from confluent_kafka import Consumer, Producer
 
-from gateway import files_api
+from gateway import batches_api, files_api
 from gateway.auth import KEYS, LIMITS, authenticate
+from gateway.batches import BATCH_FILES, Batch, Batches, BatchFiles
+from gateway.batches_api import BATCHES, DRIVER
+from gateway.driver import BatchDriver
 from gateway.files import Files, open_files
 from gateway.files_api import FILES
 from gateway.jobs import FOLLOWER, IN_FLIGHT, PRODUCER, SETTINGS, STORE, get_job, post_job
@@ -23,11 +29,12 @@ from gateway.keys import ApiKeys, open_keys
 from gateway.limits import RateLimits
 from gateway.replies import json
 from producer.client import JobProducer
-from sluice.kafka import ensure_topics
+from sluice.kafka import consumer_config, ensure_topics, producer_config, reader_config
 from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings
 from sluice.store import ResultStore, StoreFollower
-from sluice.topics import gateway_specs
+from sluice.table import Table
+from sluice.topics import batch_work_topic, gateway_specs
 
 __all__ = ["create_app", "run_api"]
 
@@ -49,8 +56,9 @@ def create_app(
     producer: JobProducer,
     keys: ApiKeys,
     files: Files | None = None,
+    batches: tuple[Batches, BatchDriver] | None = None,
 ) -> web.Application:
-    """The gateway's routes (the Files API only when given its storage)."""
+    """The gateway's routes (the Files and Batches APIs only when given their storage)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[authenticate])
     app[STORE], app[FOLLOWER], app[SETTINGS], app[PRODUCER] = store, follower, settings, producer
     app[KEYS], app[LIMITS], app[IN_FLIGHT] = keys, RateLimits(), {}
@@ -60,14 +68,20 @@ def create_app(
     if files is not None:
         app[FILES] = files
         files_api.routes(app)
+    if files is not None and batches is not None:
+        app[BATCHES], app[DRIVER] = batches
+        app[BATCH_FILES] = BatchFiles(files, store, batches[0])
+        batches_api.routes(app)
     return app
 
 
-async def _follow(keys: ApiKeys, files: Files, stop: asyncio.Event) -> None:
-    """Keys and files created, revoked or deleted anywhere hold here within about a second."""
+async def _follow(keys: ApiKeys, tables: list[Table[Any]], stop: asyncio.Event) -> None:
+    """Keys, files and batches written anywhere hold here within about a second (batches sooner:
+    their owner moves them along)."""
     while not stop.is_set():
         keys.step()
-        files.table.step()
+        for table in tables:
+            table.step()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -82,6 +96,11 @@ def run_api(settings: ApiSettings) -> int:
         ensure_topics(settings, gateway_specs(settings))
         keys, _ = open_keys(settings, writable=False)  # `sluice keys` writes them
         files = open_files(settings)
+        writer = Producer(producer_config(settings))
+        reader = Consumer(reader_config(settings, "sluice-batches-reader"))
+        table: Table[Batch] = Table(settings.batches_topic, Batch.decode, reader, writer)
+        table.start(creator="sluice api")
+        batches = Batches(table)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,21 +109,29 @@ def run_api(settings: ApiSettings) -> int:
         # `sluice submit`'s; the cluster and topics are the API's.
         shared = {name: getattr(settings, name) for name in KafkaSettings.model_fields}
         producer = JobProducer(ProducerSettings(**shared))
-        app = create_app(settings, store, follower, producer, keys, files)
+        work = Consumer(consumer_config(settings, settings.group_id))
+        driver = BatchDriver(
+            batches, files, store, producer, writer, work, batch_work_topic(settings), settings.results_topic
+        )
+        app = create_app(settings, store, follower, producer, keys, files, (batches, driver))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         log.info("api listening", extra={"host": settings.host, "port": settings.port})
         following = asyncio.create_task(follower.run(stop))
-        watching = asyncio.create_task(_follow(keys, files, stop))
+        watching = asyncio.create_task(_follow(keys, [files.table, table], stop))
+        driving = asyncio.create_task(driver.run(stop))
         await stop.wait()
         await runner.cleanup()
         await asyncio.to_thread(producer.close)
         with contextlib.suppress(asyncio.CancelledError):
             await following
             await watching
+            await driving
         keys.close()
         files.table.close()
+        table.close()
+        writer.flush(10)
         follower.close()
         store.close()
         return 0

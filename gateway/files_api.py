@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import BodyPartReader, web
 
 from gateway.auth import caller
+from gateway.batches import BATCH_FILES, Batch
 from gateway.files import CHUNK_BYTES, FileMeta, Files, FileTooLarge
 from gateway.jobs import SETTINGS
 from gateway.pages import PageError, page
@@ -83,22 +84,34 @@ async def list_files(request: web.Request) -> web.Response:
         return error(400, f"invalid_{exc.param}", str(exc), param=exc.param)
 
 
+def _batch_file(request: web.Request, file_id: str) -> tuple[Batch, str] | None:
+    rendered = request.app.get(BATCH_FILES)
+    return rendered.meta(file_id, caller(request).tenant) if rendered is not None else None
+
+
 async def get_file(request: web.Request) -> web.Response:
     file_id = request.match_info["file_id"]
     meta = request.app[FILES].get(file_id, caller(request).tenant)
-    return json(200, meta.public()) if meta else _missing(file_id)
+    if meta is not None:
+        return json(200, meta.public())
+    found = _batch_file(request, file_id)
+    return json(200, request.app[BATCH_FILES].public(*found)) if found else _missing(file_id)
 
 
 async def file_content(request: web.Request) -> web.StreamResponse:
     file_id = request.match_info["file_id"]
     files = request.app[FILES]
     meta = files.get(file_id, caller(request).tenant)
-    if meta is None:
+    found = None if meta is not None else _batch_file(request, file_id)
+    if meta is not None:
+        chunks = files.content(meta)
+    elif found is not None:
+        chunks = request.app[BATCH_FILES].lines(*found)
+    else:
         return _missing(file_id)
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    response.content_length = meta.size
     await response.prepare(request)
-    async for chunk in files.content(meta):
+    async for chunk in chunks:
         await response.write(chunk)
     await response.write_eof()
     return response

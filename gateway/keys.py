@@ -118,7 +118,7 @@ class ApiKeys:
 
 def open_keys(settings: KafkaSettings, writable: bool) -> tuple[ApiKeys, Producer | None]:
     """The keys topic (created if missing), read to its end."""
-    ensure_topics(settings, gateway_specs(settings))
+    ensure_topics(settings, [s for s in gateway_specs(settings) if s.name == settings.api_keys_topic])
     producer = Producer(producer_config(settings)) if writable else None
     keys = ApiKeys(settings.api_keys_topic, Consumer(reader_config(settings, "sluice-keys-reader")), producer)
     keys.start()

@@ -146,6 +146,8 @@ class KafkaSettings(BaseSettings):
     # bytes in chunks (compacted, read on demand by offset).
     files_topic: str = Field("sluice-files", validation_alias=_shared("files_topic"))
     file_chunks_topic: str = Field("sluice-file-chunks", validation_alias=_shared("file_chunks_topic"))
+    # Batches: one compacted record per batch; `<batches_topic>.work` is how gateways share them out.
+    batches_topic: str = Field("sluice-batches", validation_alias=_shared("batches_topic"))
 
     # Which webhook URLs may be submitted and called (sluice/urlpolicy.py); checked at submit
     # (producer) and at every connection (sink), so both read the same variables.
@@ -167,6 +169,7 @@ class KafkaSettings(BaseSettings):
             "SLUICE_API_KEYS_TOPIC": self.api_keys_topic,
             "SLUICE_FILES_TOPIC": self.files_topic,
             "SLUICE_FILE_CHUNKS_TOPIC": self.file_chunks_topic,
+            "SLUICE_BATCHES_TOPIC": self.batches_topic,
             "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
         }
@@ -327,6 +330,8 @@ class ApiSettings(KafkaSettings):
     # Largest POST /v1/jobs body; larger ones get 413. A worker dead-letters jobs over its
     # max_job_bytes (1 MB by default) anyway.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # The gateways' consumer group on the batch work topic: each batch is driven by one of them.
+    group_id: str = "sluice-gateway"
     # Largest file upload (OpenAI's limit for a batch input file); it is streamed, never held whole.
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
 

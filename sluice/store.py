@@ -113,6 +113,21 @@ class ResultStore:
         row = self.db.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return row is not None and (tenant is None or row[0] == tenant)
 
+    def counts(self, prefix: str) -> dict[str, int]:
+        """Results by status of the job ids starting with `prefix` (a batch's rows)."""
+        rows = self.db.execute(
+            "SELECT status, count(*) FROM results WHERE job_id >= ? AND job_id < ? GROUP BY status",
+            (prefix, prefix + "\uffff"),
+        )
+        return {status: int(n) for status, n in rows.fetchall()}
+
+    def bodies(self, prefix: str) -> list[bytes]:
+        """The results of the job ids starting with `prefix`."""
+        rows = self.db.execute(
+            "SELECT body FROM results WHERE job_id >= ? AND job_id < ?", (prefix, prefix + "\uffff")
+        )
+        return [bytes(row[0]) for row in rows.fetchall()]
+
     def in_flight(self, tenant: str) -> int:
         """Jobs of `tenant` submitted and not yet answered."""
         row = self.db.execute(

@@ -42,6 +42,9 @@ class Table(Generic[V]):
         self._consumer = consumer
         self._producer = producer
         self._rows: dict[str, V] = {}
+        # Keys written here and not yet read back: until the topic brings our own record, older
+        # records of the key (still on their way) must not replace what we wrote.
+        self._writing: dict[str, bytes | None] = {}
         self._next = 0  # offset of the next record to read
 
     def __len__(self) -> int:
@@ -95,6 +98,10 @@ class Table(Generic[V]):
                 continue
             key = raw_key.decode("utf-8", "replace")
             value = msg.value()
+            if key in self._writing:
+                if self._writing[key] == value:
+                    del self._writing[key]  # ours: from here on the topic is ahead of us
+                continue
             if value is None:
                 if self._rows.pop(key, None) is not None:
                     changes.append((key, None))
@@ -107,12 +114,14 @@ class Table(Generic[V]):
         """Set `key` here at once and, through the topic, in every replica."""
         self._rows[key] = value
         if self._producer is not None:
+            self._writing[key] = encoded
             produce(self._producer, self.topic, encoded, key.encode())
 
     def delete(self, key: str) -> None:
         """Remove `key` here and, with a tombstone, in every replica."""
         self._rows.pop(key, None)
         if self._producer is not None:
+            self._writing[key] = None
             produce(self._producer, self.topic, None, key.encode())
 
     def close(self) -> None:

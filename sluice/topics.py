@@ -11,6 +11,8 @@
     <api_keys_topic>             compact             1                   the gateway's API keys, hashed
     <files_topic>                compact             1                   uploaded files: what each is
     <file_chunks_topic>          compact             1                   uploaded files: their bytes
+    <batches_topic>              compact             1                   batches: one record each
+    <batches_topic>.work         delete, 7 days      jobs_partitions     batches shared out to gateways
 
 Names come from KafkaSettings (`<deliveries>` is `deliveries_topic`); the retry tiers are the
 distinct positive waits of the sink's retry schedule.
@@ -25,6 +27,7 @@ from sluice.settings import KafkaSettings
 
 __all__ = [
     "TopicSpec",
+    "batch_work_topic",
     "delivery_dlq_topic",
     "delivery_specs",
     "endpoints_topic",
@@ -107,4 +110,14 @@ def gateway_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(settings.api_keys_topic, 1, compact),
         TopicSpec(settings.files_topic, 1, compact),
         TopicSpec(settings.file_chunks_topic, 1, compact),
+        TopicSpec(settings.batches_topic, 1, compact),
+        TopicSpec(
+            batch_work_topic(settings),
+            settings.jobs_partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)},
+        ),
     ]
+
+
+def batch_work_topic(settings: KafkaSettings) -> str:
+    return f"{settings.batches_topic}.work"

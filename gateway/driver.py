@@ -1,0 +1,286 @@
+"""Who drives each batch: the gateway replica that owns its partition of the batch work topic.
+
+Gateways are members of one consumer group on `<batches_topic>.work`; creating a batch, and
+cancelling one, is a record there keyed by the batch id, so one replica at a time owns a batch:
+it validates the input file, publishes the rows as jobs, follows progress in the result store,
+expires, cancels and finalizes it, and is the only writer of its record after creation. A
+replica that dies hands its partitions to the others, which pick its batches up where the batch
+records say they are (a batch still validating is validated and published again: rows are
+keyed by batch id and custom_id, so a row published twice is answered once). A work record's
+offset is committed once its batch has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import TopicPartition
+
+from gateway.batches import TERMINAL, Batch, Batches, BatchFiles, lines_of
+from gateway.files import Files
+from gateway.rows import LineError, job_id_for, parse_row
+from producer.client import JobProducer
+from sluice.clients import ConsumerLike, ProducerLike
+from sluice.commits import Committer
+from sluice.contract import ErrorInfo, decode_result, encode_result
+from sluice.kafka import produce
+from sluice.offsets import TP, OffsetTracker
+from sluice.store import ResultStore
+
+__all__ = ["MAX_LINES", "BatchDriver"]
+
+log = logging.getLogger("sluice.gateway.batches")
+
+MAX_LINES = 50_000  # OpenAI's limit on a batch input file
+_MAX_ERRORS = 100
+
+
+class BatchDriver:
+    """Advances the batches this replica owns (see the module docstring)."""
+
+    def __init__(
+        self,
+        batches: Batches,
+        files: Files,
+        store: ResultStore,
+        jobs: JobProducer,
+        producer: ProducerLike,
+        work: ConsumerLike,
+        work_topic: str,
+        results_topic: str,
+    ) -> None:
+        self.batches, self.files, self.store, self.jobs = batches, files, store, jobs
+        self.producer, self.work = producer, work
+        self.work_topic, self.results_topic = work_topic, results_topic
+        self.rendered = BatchFiles(files, store, batches)
+        self.tracker = OffsetTracker()
+        self.committer = Committer(self.tracker, {work_topic: work}, interval_s=1.0)
+        self._owned: dict[str, tuple[TP, int, int]] = {}  # batch id -> (partition, offset, epoch)
+        self._cancels: set[str] = set()
+
+    # ---- ownership -------------------------------------------------------------------------
+
+    def request(self, batch_id: str, action: str) -> None:
+        """Ask the batch's owner to start ("create") or cancel it ("cancel")."""
+        produce(self.producer, self.work_topic, orjson.dumps({"action": action}), batch_id.encode())
+        self.producer.poll(0)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self.tracker.assign((p.topic, p.partition))
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.committer.commit(sync=True, tps=list(gone))
+        self._forget(gone)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._forget({(p.topic, p.partition) for p in partitions})
+        consumer.incremental_unassign(partitions)
+
+    def _forget(self, gone: set[TP]) -> None:
+        for tp in gone:
+            self.tracker.revoke(tp)
+        for batch_id, (tp, _, _) in list(self._owned.items()):
+            if tp in gone:
+                del self._owned[batch_id]
+
+    def _poll(self) -> None:
+        for msg in self.work.consume(100, 0):
+            if msg.error() is not None or msg.key() is None:
+                continue
+            tp, offset = (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
+            epoch = self.tracker.add(tp, offset)
+            batch_id = (msg.key() or b"").decode()
+            action = orjson.loads(msg.value() or b"{}").get("action")
+            if action == "cancel":
+                self._cancels.add(batch_id)
+                self.tracker.done(tp, offset, epoch)  # the batch's own record keeps its place
+            elif batch_id in self._owned:
+                self.tracker.done(tp, offset, epoch)
+            else:
+                self._owned[batch_id] = (tp, offset, epoch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.work.subscribe(
+            [self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            while not stop.is_set():
+                self._poll()
+                for batch_id in list(self._owned):
+                    await self._advance(batch_id)
+                self.committer.maybe_commit()
+                self.producer.poll(0)
+                await asyncio.sleep(0.2)
+        finally:
+            self.committer.commit(sync=True)
+            self.work.close()
+
+    # ---- the states ------------------------------------------------------------------------
+
+    async def _advance(self, batch_id: str) -> None:
+        batch = self.batches.get(batch_id)
+        if batch is None:  # its record has not reached this replica yet
+            return
+        if batch.status not in TERMINAL and batch_id in self._cancels:
+            await self._end(batch, "cancelled", cancelling=True)
+        elif batch.status == "validating":
+            await self._start(batch)
+        elif batch.status == "in_progress":
+            await self._progress(batch)
+        if batch.status in TERMINAL:
+            tp, offset, epoch = self._owned.pop(batch_id)
+            self._cancels.discard(batch_id)
+            self.tracker.done(tp, offset, epoch)
+
+    async def _start(self, batch: Batch) -> None:
+        """Validate the input file as a whole; publish its rows; in_progress (or failed)."""
+        meta = self.files.table.get(batch.input_file_id)
+        errors = (
+            []
+            if meta is not None
+            else [{"code": "file_not_found", "line": None, "message": "input file gone"}]
+        )
+        models: set[str] = set()
+        rows = 0
+        if meta is not None:
+            rows, errors = await self._check(batch, meta, models)
+        if errors:
+            batch.errors = errors[:_MAX_ERRORS]
+            await self._end(batch, "failed")
+            return
+        batch.model = next(iter(models), None)
+        deadline = _utc(batch.expires_at)
+        published = []
+        assert meta is not None
+        async for line in lines_of(self.files, meta):
+            spec = orjson.loads(line)
+            try:
+                row = parse_row(spec, batch.endpoint, batch.id, batch.tenant, deadline)
+            except LineError as exc:
+                self._refuse(batch, spec["custom_id"], exc)
+                continue
+            published.append(await asyncio.to_thread(self.jobs.submit, row.job))
+        await asyncio.to_thread(self.jobs.flush)
+        for future in published:
+            future.result(timeout=60)
+        batch.total = rows
+        batch.move("in_progress")
+        self.batches.save(batch)
+        log.info("batch in progress", extra={"batch_id": batch.id, "rows": rows})
+
+    async def _check(self, batch: Batch, meta: Any, models: set[str]) -> tuple[int, list[dict[str, Any]]]:
+        """The file's own rules: JSON lines, unique custom_ids, one url and one model, 1-50,000 lines."""
+        errors: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        rows = 0
+        async for line in lines_of(self.files, meta):
+            rows += 1
+            if rows > MAX_LINES:
+                errors.append(_error("too_many_lines", rows, f"more than {MAX_LINES} lines"))
+                break
+            try:
+                spec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                errors.append(_error("invalid_json_line", rows, f"this line is not JSON: {exc}"))
+                continue
+            if not isinstance(spec, dict):
+                errors.append(_error("invalid_json_line", rows, "this line is not a JSON object"))
+                continue
+            custom_id = spec.get("custom_id")
+            if not isinstance(custom_id, str) or not custom_id:
+                errors.append(
+                    _error("missing_custom_id", rows, "custom_id must be a non-empty string", "custom_id")
+                )
+            elif custom_id in seen:
+                errors.append(
+                    _error("duplicate_custom_id", rows, f"custom_id {custom_id!r} repeats", "custom_id")
+                )
+            else:
+                seen.add(custom_id)
+            if spec.get("url") != batch.endpoint:
+                message = f"url {spec.get('url')!r} is not the batch's endpoint {batch.endpoint!r}"
+                errors.append(_error("mismatched_url", rows, message, "url"))
+            body = spec.get("body")
+            if isinstance(body, Mapping) and isinstance(body.get("model"), str):
+                models.add(body["model"])
+            if len(errors) >= _MAX_ERRORS:
+                break
+        if rows == 0:
+            errors.append(_error("empty_file", None, "the input file has no lines"))
+        if len(models) > 1:
+            errors.append(
+                _error("mixed_models", None, f"one model per batch; this file names {sorted(models)}")
+            )
+        return rows, errors
+
+    def _refuse(self, batch: Batch, custom_id: str, exc: LineError) -> None:
+        """A row that cannot be a job: its failed Result, on the results topic like any other."""
+        job_id = job_id_for(batch.id, custom_id)
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        metadata = {"batch_id": batch.id, "custom_id": custom_id}
+        value = encode_result(job_id, "failed", error=error, tenant=batch.tenant, metadata=metadata)
+        produce(self.producer, self.results_topic, value, job_id.encode())
+
+    async def _progress(self, batch: Batch) -> None:
+        counts = self.store.counts(f"{batch.id}:")
+        completed = counts.get("succeeded", 0)
+        failed = counts.get("failed", 0) + counts.get("expired", 0)
+        if completed + failed >= batch.total:
+            await self._end(batch, "completed")
+        elif time.time() >= batch.expires_at:
+            await self._end(batch, "expired")
+        elif (completed, failed) != (batch.completed, batch.failed):
+            batch.completed, batch.failed = completed, failed
+            self.batches.save(batch)
+
+    async def _end(self, batch: Batch, status: str, cancelling: bool = False) -> None:
+        """Final counts and usage from the results, the sizes of its files, and the final state."""
+        if status != "failed":
+            if cancelling:
+                batch.move("cancelling")
+            batch.move("finalizing")
+            if not batch.total:  # cancelled before its rows went out: every row is unanswered
+                batch.total = sum([1 async for _ in self.rendered.custom_ids(batch)])
+            self._tally(batch)
+        batch.move(status)
+        if status != "failed":
+            batch.output_bytes = await self._size(batch, "output")
+            batch.error_bytes = await self._size(batch, "errors")
+        self.batches.save(batch)
+        log.info("batch ended", extra={"batch_id": batch.id, "status": status})
+
+    async def _size(self, batch: Batch, kind: str) -> int:
+        """The bytes of a rendered file: rendered once here and counted, not stored."""
+        size = 0
+        async for line in self.rendered.lines(batch, kind):
+            size += len(line)
+        return size
+
+    def _tally(self, batch: Batch) -> None:
+        completed = input_tokens = output_tokens = 0
+        for body in self.store.bodies(f"{batch.id}:"):
+            result = decode_result(body)
+            if result.status == "succeeded":
+                completed += 1
+                input_tokens += result.prompt_tokens
+                output_tokens += result.output_tokens
+        batch.completed, batch.failed = completed, batch.total - completed
+        batch.input_tokens, batch.output_tokens = input_tokens, output_tokens
+
+
+def _error(code: str, line: int | None, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"code": code, "line": line, "message": message, "param": param}
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

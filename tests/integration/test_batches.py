@@ -1,0 +1,130 @@
+"""The Batches API through the official openai client, unchanged, against a gateway and workers on
+the real broker: a batch runs to completed with real completion objects in its output file; an
+invalid file fails with line errors; a batch cancelled or expired before its rows ran ends with
+batch_cancelled / batch_expired lines; batches.list pages."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any, Literal
+from pathlib import Path
+
+import openai
+import orjson
+from openai.types import Batch
+from openai.types.chat import ChatCompletion
+
+from consumer.fake_engine import FAIL_MARKER
+from sluice.broker import free_port
+from tests.integration.conftest import Env, Procs, api_key
+from tests.integration.test_result_store import start_api
+
+CHAT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+
+
+def row(custom_id: str, content: str, **body: object) -> dict[str, object]:
+    message = [{"role": "user", "content": content}]
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": CHAT,
+        "body": {"model": "tiny", "messages": message, **body},
+    }
+
+
+def jsonl(rows: list[dict[str, object]]) -> io.BytesIO:
+    return io.BytesIO(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def until_ended(oai: openai.OpenAI, batch_id: str, timeout: float = 120) -> Batch:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = oai.batches.retrieve(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled") or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.3)
+
+
+def lines(oai: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    assert file_id is not None
+    return [orjson.loads(x) for x in oai.files.content(file_id).read().splitlines()]
+
+
+def gateway(env: Env, procs: Procs, tmp_path: Path) -> openai.OpenAI:
+    key = api_key(env)
+    port = free_port()
+    start_api(procs, env, port, tmp_path / "g.db")
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    procs.closers.append(client.close)
+    return client
+
+
+def test_a_batch_runs_to_completed_with_real_completions(env: Env, procs: Procs, tmp_path: Path) -> None:
+    oai = gateway(env, procs, tmp_path)
+    procs.start("worker", ["worker"], env.environ())
+    rows = [row(f"r{i}", f"hello number {i}", max_tokens=3) for i in range(20)]
+    rows.append(row("refused", f"x {FAIL_MARKER}"))  # the engine refuses it: an error line
+    rows.append(row("odd", "y", n=2))  # a field Sluice does not support: an error line naming it
+    upload = oai.files.create(file=("in.jsonl", jsonl(rows)), purpose="batch")
+    created = oai.batches.create(
+        input_file_id=upload.id, endpoint=CHAT, completion_window="24h", metadata={"team": "etl"}
+    )
+    assert created.status == "validating" and created.metadata == {"team": "etl"}
+    batch = until_ended(oai, created.id)
+    assert batch.status == "completed", batch
+    assert batch.request_counts is not None and batch.request_counts.model_dump() == {
+        "total": 22,
+        "completed": 20,
+        "failed": 2,
+    }
+    assert batch.usage is not None and batch.usage.output_tokens > 0 and batch.model == "tiny"
+    assert batch.in_progress_at and batch.finalizing_at and batch.completed_at
+    out = lines(oai, batch.output_file_id)
+    assert [o["custom_id"] for o in out] == [f"r{i}" for i in range(20)]  # input order
+    for o in out:
+        completion = ChatCompletion.model_validate(o["response"]["body"])
+        assert completion.choices[0].message.content and completion.object == "chat.completion"
+    errors = {e["custom_id"]: e["error"] for e in lines(oai, batch.error_file_id)}
+    assert errors["refused"]["code"] == "permanent_error"
+    assert errors["odd"]["code"] == "unsupported_field" and "body.n" in errors["odd"]["message"]
+    assert oai.files.retrieve(str(batch.output_file_id)).purpose == "batch_output"
+
+
+def test_an_invalid_file_fails_the_batch_with_line_errors(env: Env, procs: Procs, tmp_path: Path) -> None:
+    oai = gateway(env, procs, tmp_path)
+    good = row("a", "x")
+    bad = jsonl([good, good, {**row("b", "y"), "url": "/v1/completions"}])
+    bad.seek(0, io.SEEK_END)
+    bad.write(b"not json\n")
+    bad.seek(0)
+    upload = oai.files.create(file=("bad.jsonl", bad), purpose="batch")
+    batch = until_ended(
+        oai, oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h").id
+    )
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data is not None
+    found = {(e.code, e.line) for e in batch.errors.data}
+    assert {("duplicate_custom_id", 2), ("mismatched_url", 3), ("invalid_json_line", 4)} <= found
+    assert batch.output_file_id is None and batch.failed_at
+
+
+def test_cancelled_and_expired_batches_end_with_lines_for_what_never_ran(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    oai = gateway(env, procs, tmp_path)  # no worker: nothing runs
+    upload = oai.files.create(
+        file=("in.jsonl", jsonl([row(f"c{i}", "x") for i in range(3)])), purpose="batch"
+    )
+    doomed = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+    assert oai.batches.cancel(doomed.id).status == "cancelling"
+    cancelled = until_ended(oai, doomed.id)
+    assert cancelled.status == "cancelled" and cancelled.cancelled_at
+    assert {e["error"]["code"] for e in lines(oai, cancelled.error_file_id)} == {"batch_cancelled"}
+
+    short = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="3s")  # type: ignore[arg-type]
+    expired = until_ended(oai, short.id)
+    assert expired.status == "expired" and expired.expired_at
+    assert [e["custom_id"] for e in lines(oai, expired.error_file_id)] == ["c0", "c1", "c2"]
+
+    listed = [b.id for b in oai.batches.list(limit=1)]  # one per page, every page
+    assert listed == [short.id, doomed.id]
