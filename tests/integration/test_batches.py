@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, Literal
 from pathlib import Path
+from typing import Any, Literal
 
 import openai
 import orjson
