@@ -109,7 +109,11 @@ def run_api(settings: ApiSettings) -> int:
         # `sluice submit`'s; the cluster and topics are the API's.
         shared = {name: getattr(settings, name) for name in KafkaSettings.model_fields}
         producer = JobProducer(ProducerSettings(**shared))
-        work = Consumer(consumer_config(settings, settings.group_id))
+        group = {
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+        }
+        work = Consumer(consumer_config(settings, settings.group_id, **group))
         driver = BatchDriver(
             batches, files, store, producer, writer, work, batch_work_topic(settings), settings.results_topic
         )

@@ -330,8 +330,11 @@ class ApiSettings(KafkaSettings):
     # Largest POST /v1/jobs body; larger ones get 413. A worker dead-letters jobs over its
     # max_job_bytes (1 MB by default) anyway.
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    # The gateways' consumer group on the batch work topic: each batch is driven by one of them.
+    # The gateways' consumer group on the batch work topic: each batch is driven by one of them; a
+    # gateway that dies hands its batches over after the session timeout.
     group_id: str = "sluice-gateway"
+    session_timeout_ms: int = Field(45_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
     # Largest file upload (OpenAI's limit for a batch input file); it is streamed, never held whole.
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
 

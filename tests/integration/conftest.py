@@ -81,6 +81,8 @@ class Env:
             "SLUICE_WORKER_COMMIT_INTERVAL_S": "0.2",
             "SLUICE_SINK_GROUP_ID": f"{self.prefix}-sink",
             "SLUICE_API_GROUP_ID": f"{self.prefix}-gateway",
+            "SLUICE_API_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_API_HEARTBEAT_INTERVAL_MS": "500",
             "SLUICE_SINK_SESSION_TIMEOUT_MS": "6000",
             "SLUICE_SINK_HEARTBEAT_INTERVAL_MS": "500",
             "SLUICE_SINK_WEBHOOK_SECRETS": SECRET,

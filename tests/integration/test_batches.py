@@ -128,3 +128,40 @@ def test_cancelled_and_expired_batches_end_with_lines_for_what_never_ran(
 
     listed = [b.id for b in oai.batches.list(limit=1)]  # one per page, every page
     assert listed == [short.id, doomed.id]
+
+
+def test_a_gateway_killed_mid_batch_hands_it_over_and_each_row_is_answered_once(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    key = api_key(env)
+    first, second = free_port(), free_port()
+    start_api(procs, env, first, tmp_path / "a.db")
+    start_api(procs, env, second, tmp_path / "b.db")  # two replicas from the start
+    procs.start(
+        "worker", ["worker"], env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.5", SLUICE_WORKER_MAX_IN_FLIGHT="4")
+    )
+    a = openai.OpenAI(base_url=f"http://127.0.0.1:{first}/v1", api_key=key, max_retries=0)
+    b = openai.OpenAI(base_url=f"http://127.0.0.1:{second}/v1", api_key=key, max_retries=0)
+    procs.closers += [a.close, b.close]
+    rows = [row(f"k{i}", f"row {i}", max_tokens=2) for i in range(60)]
+    upload = a.files.create(file=("in.jsonl", jsonl(rows)), purpose="batch")
+    batches = [
+        a.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h") for _ in range(4)
+    ]
+
+    def started(oai: openai.OpenAI) -> bool:
+        try:
+            return all(oai.batches.retrieve(x.id).status == "in_progress" for x in batches)
+        except openai.NotFoundError:  # not yet on this replica: it follows the batches topic
+            return False
+
+    deadline = time.monotonic() + 60
+    while not started(b) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    procs.kill(procs.procs[0])  # the first replica, mid-run: the second takes its batches over
+    for created in batches:
+        done = until_ended(b, created.id, timeout=180)
+        assert done.status == "completed" and done.request_counts is not None
+        assert done.request_counts.completed == 60
+        custom_ids = [line["custom_id"] for line in lines(b, done.output_file_id)]
+        assert custom_ids == [f"k{i}" for i in range(60)]  # every row once, in input order
