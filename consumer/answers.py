@@ -13,11 +13,15 @@ from sluice.contract import ErrorInfo, Job, ResultStatus, encode_result, job_dig
 from sluice.errors import PermanentError, RetryableError
 from sluice.offsets import TP
 
-__all__ = ["MAX_COPIED_HEADER_BYTES", "Answer", "answer", "dlq_headers"]
+__all__ = ["MAX_COPIED_HEADER_BYTES", "Answer", "Cancelled", "answer", "dlq_headers"]
 
 # A DLQ record keeps its source's headers up to this size: copied as they are they could push it
 # over the broker's size limit, and a DLQ record that cannot be stored stops the worker for ever.
 MAX_COPIED_HEADER_BYTES = 64 * 1024
+
+
+class Cancelled:
+    """The outcome of a job cancelled on request, before it started or while it ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +36,14 @@ class Answer:
 
 def answer(
     job: Job,
-    outcome: Completion | BaseException | None,
+    outcome: Completion | Cancelled | BaseException | None,
     enqueued_at: datetime | None,
     started_at: datetime,
     worker_id: str,
 ) -> Answer:
     """The Result of `job`: succeeded (a Completion), failed (an exception: a PermanentError's
     code, engine_transient_error for a RetryableError left after the retries, else engine_error),
-    or expired (None: its deadline passed before it ran)."""
+    cancelled (Cancelled), or expired (None: its deadline passed before it ran)."""
     echoed: dict[str, Any] = {  # what every Result repeats from its job
         "model": job.model,
         "tenant": job.tenant,
@@ -56,6 +60,9 @@ def answer(
         "started_at": started_at,
         "worker_id": worker_id,
     }
+    if isinstance(outcome, Cancelled):
+        error = ErrorInfo(code="cancelled", message="cancelled on request")
+        return Answer("cancelled", encode_result(job.job_id, "cancelled", error=error, **ran), 0, error)
     if isinstance(outcome, Completion):
         data = encode_result(
             job.job_id,

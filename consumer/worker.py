@@ -31,9 +31,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from consumer.answers import answer, dlq_headers
+from consumer.answers import Cancelled, answer, dlq_headers
 from consumer.backlog import Backlog
 from consumer.engine import Completion, Engine, make_engine
+from sluice.cancels import Cancellations, open_cancellations
 from sluice.clients import ConsumerLike, MessageLike, TransactionalProducer
 from sluice.commits import Commits, Committer
 from sluice.contract import (
@@ -104,9 +105,11 @@ class Worker:
         producer: TransactionalProducer,
         metrics: WorkerMetrics,
         results_view: StoreFollower | None = None,
+        cancels: Cancellations | None = None,
     ) -> None:
         self.settings = settings
         self.results_view = results_view
+        self.cancels = cancels
         self.engine = engine
         # One consumer (and group) per jobs topic: each topic's partitions are then balanced across
         # workers on their own. With one subscription to both, cooperative-sticky balances the total
@@ -140,13 +143,13 @@ class Worker:
         )
         self.state = State.RUNNING
         self._running: dict[int, _InFlight] = {}
-        self._finished: deque[tuple[_InFlight, Completion | BaseException]] = deque()
+        self._finished: deque[tuple[_InFlight, Completion | Cancelled | BaseException]] = deque()
         self._wake = asyncio.Event()
         self._paused_topics: set[str] = set()
         self._fatal: str | None = None
         self._ids = 0
         self._progress = time.monotonic()  # last time a job finished (or the first one started)
-        self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "dlq": 0, "replayed": 0}
+        self.stats = {"succeeded": 0, "failed": 0, "expired": 0, "cancelled": 0, "dlq": 0, "replayed": 0}
         self._reported = dict(self.stats)
         self._unreported_tokens = 0
 
@@ -164,6 +167,8 @@ class Worker:
         await self.engine.start()
         if self.transactions is not None:
             self.transactions.start()
+        if self.cancels is not None:
+            self.cancels.start()
         if self.results_view is not None:
             self.results_view.start()
             caught_up = self.results_view.catch_up(self.settings.idempotency_catchup_s)
@@ -235,6 +240,8 @@ class Worker:
             except Exception:
                 log.exception("consumer close failed")
         self.producer.flush(30)
+        if self.cancels is not None:
+            self.cancels.close()
         await self.engine.close()
         self._report()
         if self.state is State.DRAINING:
@@ -268,6 +275,9 @@ class Worker:
         """
         if self.results_view is not None:
             self.results_view.step(500)
+        if self.cancels is not None:
+            for job_id in self.cancels.step():
+                self._cancel(job_id)
         messages: list[MessageLike] = []
         for topic, consumer in self.consumers.items():
             room = max(1, self.backlog.room(topic))
@@ -337,6 +347,9 @@ class Worker:
         if job.deadline is not None and job.deadline <= now:
             self._publish(item, None)
             return
+        if self.cancels is not None and job.job_id in self.cancels:
+            self._publish(item, Cancelled())
+            return
         if enqueued is not None:
             self.metrics.queue_wait.observe(max(0.0, (now - enqueued).total_seconds()))
         self._ids += 1
@@ -345,6 +358,15 @@ class Worker:
         item.task = asyncio.create_task(self._run_job(key, item))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job admitted", extra={"job_id": job.job_id, "traceparent": traceparent})
+
+    def _cancel(self, job_id: str) -> None:
+        """Abort the job if it runs here (the engine drops it) and answer it `cancelled`."""
+        for key, item in list(self._running.items()):
+            if item.job.job_id == job_id:
+                del self._running[key]
+                if item.task is not None:
+                    item.task.cancel()
+                self._finished.append((item, Cancelled()))
 
     def _answer_from_store(self, admitted: _Admitted, prior: str | None) -> None:
         """The job id already has a result: re-publish it (same job) or dead-letter the job (a
@@ -425,7 +447,7 @@ class Worker:
             self._unreported_tokens = 0
         self.metrics.in_flight.set(len(self._running))
 
-    def _publish(self, item: _InFlight, outcome: Completion | BaseException | None) -> None:
+    def _publish(self, item: _InFlight, outcome: Completion | Cancelled | BaseException | None) -> None:
         """Produce a finished job's Result (outcome None: its deadline passed before it ran)."""
         job = item.job
         done = answer(job, outcome, item.enqueued_at, item.started_at, self.settings.worker_id)
@@ -582,7 +604,8 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
             r"[^A-Za-z0-9_.-]", "_", f"sluice-results-{settings.results_topic}-{settings.worker_id}"
         )
         view = StoreFollower(settings, ResultStore(folder / f"{name}.db"), with_jobs=False, bulk=True)
-    return Worker(settings, engine or make_engine(settings), consumers, producer, metrics, view)
+    cancels = open_cancellations(settings)
+    return Worker(settings, engine or make_engine(settings), consumers, producer, metrics, view, cancels)
 
 
 def run_worker(settings: WorkerSettings, engine: Engine | None = None) -> int:

@@ -24,17 +24,28 @@ from gateway.batches_api import BATCHES, DRIVER
 from gateway.driver import BatchDriver
 from gateway.files import Files, open_files
 from gateway.files_api import FILES
-from gateway.jobs import FOLLOWER, IN_FLIGHT, PRODUCER, SETTINGS, STORE, get_job, post_job
+from gateway.jobs import (
+    CANCELS,
+    FOLLOWER,
+    IN_FLIGHT,
+    PRODUCER,
+    SETTINGS,
+    STORE,
+    cancel_job,
+    get_job,
+    post_job,
+)
 from gateway.keys import ApiKeys, open_keys
 from gateway.limits import RateLimits
 from gateway.replies import json
 from producer.client import JobProducer
+from sluice.cancels import Cancellations
 from sluice.kafka import consumer_config, ensure_topics, producer_config, reader_config
 from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings
 from sluice.store import ResultStore, StoreFollower
 from sluice.table import Table
-from sluice.topics import batch_work_topic, gateway_specs
+from sluice.topics import batch_work_topic, cancels_topic, gateway_specs
 
 __all__ = ["create_app", "run_api"]
 
@@ -57,6 +68,7 @@ def create_app(
     keys: ApiKeys,
     files: Files | None = None,
     batches: tuple[Batches, BatchDriver] | None = None,
+    cancels: Cancellations | None = None,
 ) -> web.Application:
     """The gateway's routes (the Files and Batches APIs only when given their storage)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[authenticate])
@@ -64,6 +76,9 @@ def create_app(
     app[KEYS], app[LIMITS], app[IN_FLIGHT] = keys, RateLimits(), {}
     app.router.add_post("/v1/jobs", post_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
+    if cancels is not None:
+        app[CANCELS] = cancels
+        app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
     app.router.add_get("/healthz", healthz)
     if files is not None:
         app[FILES] = files
@@ -101,6 +116,7 @@ def run_api(settings: ApiSettings) -> int:
         table: Table[Batch] = Table(settings.batches_topic, Batch.decode, reader, writer)
         table.start(creator="sluice api")
         batches = Batches(table)
+        cancels = Cancellations(cancels_topic(settings), None, writer)  # written, never read here
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -115,9 +131,17 @@ def run_api(settings: ApiSettings) -> int:
         }
         work = Consumer(consumer_config(settings, settings.group_id, **group))
         driver = BatchDriver(
-            batches, files, store, producer, writer, work, batch_work_topic(settings), settings.results_topic
+            batches,
+            files,
+            store,
+            producer,
+            writer,
+            work,
+            batch_work_topic(settings),
+            settings.results_topic,
+            cancels,
         )
-        app = create_app(settings, store, follower, producer, keys, files, (batches, driver))
+        app = create_app(settings, store, follower, producer, keys, files, (batches, driver), cancels)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -191,7 +191,10 @@ class BatchFiles:
                 message = result.error.message if result.error else result.status
                 if result.status == "expired":
                     code = "batch_expired"
-                status = None if code == "batch_expired" else (500 if code.startswith("engine") else 400)
+                elif result.status == "cancelled":
+                    code = "batch_cancelled"
+                unrun = code in ("batch_expired", "batch_cancelled")
+                status = None if unrun else (500 if code.startswith("engine") else 400)
                 yield orjson.dumps(error_line(job_id, custom_id, code, message, status)) + b"\n"
 
     async def custom_ids(self, batch: Batch) -> AsyncIterator[str]:

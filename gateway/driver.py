@@ -26,6 +26,7 @@ from gateway.batches import TERMINAL, Batch, Batches, BatchFiles, lines_of
 from gateway.files import Files
 from gateway.rows import LineError, job_id_for, parse_row
 from producer.client import JobProducer
+from sluice.cancels import Cancellations
 from sluice.clients import ConsumerLike, ProducerLike
 from sluice.commits import Committer
 from sluice.contract import ErrorInfo, decode_result, encode_result
@@ -54,7 +55,9 @@ class BatchDriver:
         work: ConsumerLike,
         work_topic: str,
         results_topic: str,
+        cancels: Cancellations,
     ) -> None:
+        self.cancels = cancels
         self.batches, self.files, self.store, self.jobs = batches, files, store, jobs
         self.producer, self.work = producer, work
         self.work_topic, self.results_topic = work_topic, results_topic
@@ -234,7 +237,7 @@ class BatchDriver:
     async def _progress(self, batch: Batch) -> None:
         counts = self.store.counts(f"{batch.id}:")
         completed = counts.get("succeeded", 0)
-        failed = counts.get("failed", 0) + counts.get("expired", 0)
+        failed = counts.get("failed", 0) + counts.get("expired", 0) + counts.get("cancelled", 0)
         if completed + failed >= batch.total:
             await self._end(batch, "completed")
         elif time.time() >= batch.expires_at:
@@ -251,6 +254,8 @@ class BatchDriver:
             batch.move("finalizing")
             if not batch.total:  # cancelled before its rows went out: every row is unanswered
                 batch.total = sum([1 async for _ in self.rendered.custom_ids(batch)])
+            if cancelling:  # its rows still queued never start, those running stop
+                await self._cancel_rows(batch)
             self._tally(batch)
         batch.move(status)
         if status != "failed":
@@ -258,6 +263,14 @@ class BatchDriver:
             batch.error_bytes = await self._size(batch, "errors")
         self.batches.save(batch)
         log.info("batch ended", extra={"batch_id": batch.id, "status": status})
+
+    async def _cancel_rows(self, batch: Batch) -> None:
+        unanswered = []
+        async for custom_id in self.rendered.custom_ids(batch):
+            job_id = job_id_for(batch.id, custom_id)
+            if self.store.result(job_id) is None:
+                unanswered.append(job_id)
+        self.cancels.request(unanswered)
 
     async def _size(self, batch: Batch, kind: str) -> int:
         """The bytes of a rendered file: rendered once here and counted, not stored."""

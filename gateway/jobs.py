@@ -14,6 +14,9 @@ GET /v1/jobs/{id}           200 {"job_id", "status": succeeded|failed|expired, "
                             404 for an id never seen, or another tenant's
                             503 while the store is still catching up (a 404 could be wrong)
 GET /v1/jobs/{id}?wait=30   holds the request until the result is stored (at most max_wait_s)
+DELETE /v1/jobs/{id}        cancel: every worker is told; a queued job never starts, a running one
+                            is aborted in its engine; either gets a `cancelled` Result. 202
+                            {"job_id", "status": "cancelling"}; 409 once it has a result
 """
 
 from __future__ import annotations
@@ -29,18 +32,20 @@ from aiohttp import web
 from gateway.auth import caller
 from gateway.replies import error, json
 from producer.client import JobProducer
+from sluice.cancels import Cancellations
 from sluice.errors import BackpressureError, ContractError, KafkaOperationError
 from sluice.settings import ApiSettings
 from sluice.store import ResultStore, StoreFollower
 from sluice.urlpolicy import ForbiddenUrlError
 
-__all__ = ["FOLLOWER", "PRODUCER", "SETTINGS", "STORE", "get_job", "post_job"]
+__all__ = ["CANCELS", "FOLLOWER", "PRODUCER", "SETTINGS", "STORE", "cancel_job", "get_job", "post_job"]
 
 STORE: web.AppKey[ResultStore] = web.AppKey("store", ResultStore)
 FOLLOWER: web.AppKey[StoreFollower] = web.AppKey("follower", StoreFollower)
 SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
 PRODUCER: web.AppKey[JobProducer] = web.AppKey("producer", JobProducer)
 IN_FLIGHT: web.AppKey[dict[str, tuple[float, int]]] = web.AppKey("in_flight", dict)
+CANCELS: web.AppKey[Cancellations] = web.AppKey("cancels", Cancellations)
 
 
 def _in_flight(app: web.Application, tenant: str) -> int:
@@ -114,4 +119,19 @@ async def get_job(request: web.Request) -> web.Response:
         return json(200, {"job_id": job_id, "status": "pending"})
     elif not follower.caught_up:
         return error(503, "catching_up", "the result store is still reading the results topic; retry shortly")
+    return error(404, "not_found", f"no job {job_id!r} was submitted or answered for this tenant")
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    store, tenant = request.app[STORE], caller(request).tenant
+    job_id = request.match_info["job_id"]
+    body = store.result(job_id)
+    if body is not None:
+        result: dict[str, Any] = orjson.loads(body)
+        if result.get("tenant") == tenant:
+            message = f"job {job_id!r} already has a result ({result.get('status')})"
+            return error(409, "job_answered", message, param="job_id")
+    elif store.submitted(job_id, tenant):
+        request.app[CANCELS].request([job_id])
+        return json(202, {"job_id": job_id, "status": "cancelling"})
     return error(404, "not_found", f"no job {job_id!r} was submitted or answered for this tenant")

@@ -3,6 +3,11 @@
 A record carries its schema version in `v`. Decoding checks the version first and rejects any
 version it does not know rather than guessing; then it validates every field and reports each
 problem as `field: reason (got <value>)`.
+
+Results have two versions. Version 2 adds one status, `cancelled`, and is written only for
+cancelled results: every other result stays version 1, readable by readers that know only
+version 1, and such a reader refuses a cancelled result by its version (as it refuses any record
+it does not know) instead of misreading it. This reader reads both.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sluice.errors import ContractError, FieldProblem
 
 __all__ = [
+    "CANCELLED_VERSION",
     "SCHEMA_VERSION",
     "ChatMessage",
     "ErrorInfo",
@@ -35,7 +41,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-_SUPPORTED_VERSIONS = frozenset({SCHEMA_VERSION})
+CANCELLED_VERSION = 2  # the Result version that adds status "cancelled"
+_JOB_VERSIONS = frozenset({SCHEMA_VERSION})
+_RESULT_VERSIONS = frozenset({SCHEMA_VERSION, CANCELLED_VERSION})
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
 MAX_PROMPT_CHARS = 1_000_000
 
@@ -111,7 +119,7 @@ class ErrorInfo(_Record):
     message: str
 
 
-ResultStatus = Literal["succeeded", "failed", "expired"]
+ResultStatus = Literal["succeeded", "failed", "expired", "cancelled"]
 
 
 class Result(_Record):
@@ -136,6 +144,20 @@ class Result(_Record):
     # job_digest() of the job this answers: tells a resubmission of the same job from a different
     # job that reuses its id.
     job_digest: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cancelled_is_version_2(cls, data: Any) -> Any:
+        # Built in code (not decoded), a cancelled result gets the version that knows its status.
+        if isinstance(data, dict) and data.get("status") == "cancelled" and "v" not in data:
+            return {**data, "v": CANCELLED_VERSION}
+        return data
+
+    @model_validator(mode="after")
+    def _status_in_version(self) -> Result:
+        if self.status == "cancelled" and self.v < CANCELLED_VERSION:
+            raise ValueError(f"status 'cancelled' needs schema version {CANCELLED_VERSION}")
+        return self
 
 
 def job_digest(job: Job) -> str:
@@ -168,7 +190,7 @@ def encode_result(
     job with an instant engine."""
     return orjson.dumps(
         {
-            "v": SCHEMA_VERSION,
+            "v": CANCELLED_VERSION if status == "cancelled" else SCHEMA_VERSION,
             "job_id": job_id,
             "status": status,
             "model": model,
@@ -197,7 +219,7 @@ def encode(record: BaseModel) -> bytes:
 R = TypeVar("R", Job, Result)
 
 
-def _decode(data: bytes | str | None, model: type[R]) -> R:
+def _decode(data: bytes | str | None, model: type[R], versions: frozenset[int]) -> R:
     if data is None:
         raise ContractError("empty", [FieldProblem("<value>", "message has no value")])
     try:
@@ -210,8 +232,8 @@ def _decode(data: bytes | str | None, model: type[R]) -> R:
             "not_an_object", [FieldProblem("<value>", f"expected a JSON object, got {found}")]
         )
     version = obj.get("v", None)
-    if type(version) is not int or version not in _SUPPORTED_VERSIONS:
-        supported = sorted(_SUPPORTED_VERSIONS)
+    if type(version) is not int or version not in versions:
+        supported = sorted(versions)
         raise ContractError(
             "unsupported_schema_version",
             [
@@ -229,12 +251,12 @@ def _decode(data: bytes | str | None, model: type[R]) -> R:
 
 def decode_job(data: bytes | str | None) -> Job:
     """Decode and validate a Job; raises ContractError naming every wrong field."""
-    return _decode(data, Job)
+    return _decode(data, Job, _JOB_VERSIONS)
 
 
 def decode_result(data: bytes | str | None) -> Result:
     """Decode and validate a Result; raises ContractError naming every wrong field."""
-    return _decode(data, Result)
+    return _decode(data, Result, _RESULT_VERSIONS)
 
 
 def _problems(exc: ValidationError) -> list[FieldProblem]:

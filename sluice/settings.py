@@ -353,7 +353,7 @@ class Subscription(BaseModel):
     secrets: list[SecretStr] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
-    statuses: list[Literal["succeeded", "failed", "expired"]] = Field(default_factory=list)
+    statuses: list[Literal["succeeded", "failed", "expired", "cancelled"]] = Field(default_factory=list)
 
     def matches(self, tenant: str | None, model: str | None, status: str) -> bool:
         return (

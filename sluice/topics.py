@@ -5,6 +5,7 @@
     <high_topic>                 delete              jobs_partitions     jobs with priority "high"
     <results_topic>              compact             results_partitions  results, keyed by job id
     <dlq_topic>                  delete, 14 days     1                   jobs that cannot be run
+    <jobs_topic>.cancel          compact+delete 7 d  1                   job ids asked to be cancelled
     <deliveries>.retry.<d>s      delete, >= 1 week   results_partitions  webhook retries waiting d s
     <deliveries>.dlq             delete, 28 days     1                   webhook deliveries given up
     <deliveries>.endpoints       compact             1                   endpoints disabled by 410
@@ -28,6 +29,7 @@ from sluice.settings import KafkaSettings
 __all__ = [
     "TopicSpec",
     "batch_work_topic",
+    "cancels_topic",
     "delivery_dlq_topic",
     "delivery_specs",
     "endpoints_topic",
@@ -61,7 +63,17 @@ def pipeline_specs(settings: KafkaSettings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
         ),
         TopicSpec(settings.dlq_topic, 1, {"cleanup.policy": "delete", "retention.ms": str(14 * _DAY_MS)}),
+        # Every worker reads all of it: one partition; a week covers any job still waiting.
+        TopicSpec(
+            cancels_topic(settings),
+            1,
+            {"cleanup.policy": "compact,delete", "retention.ms": str(7 * _DAY_MS)},
+        ),
     ]
+
+
+def cancels_topic(settings: KafkaSettings) -> str:
+    return f"{settings.jobs_topic}.cancel"
 
 
 def retry_tiers(schedule: Sequence[float]) -> tuple[float, ...]:

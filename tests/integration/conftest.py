@@ -21,7 +21,7 @@ from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Result, decode_result
 from sluice.kafka import create_topics, header_pairs
 from sluice.settings import KafkaSettings
-from sluice.topics import TopicSpec
+from sluice.topics import TopicSpec, cancels_topic
 from tests.conftest import cache_dir
 
 SECRET = "whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LWtleQ=="
@@ -103,6 +103,7 @@ def env(bootstrap: str) -> Env:
         TopicSpec(s.high_topic, e.partitions, {"cleanup.policy": "delete"}),
         TopicSpec(s.results_topic, e.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(s.dlq_topic, 1, {"cleanup.policy": "delete"}),
+        TopicSpec(cancels_topic(s), 1, {"cleanup.policy": "compact,delete"}),
     ]
     create_topics(s, specs)
     return e

@@ -393,3 +393,40 @@ async def test_an_engine_that_dies_makes_the_worker_commit_what_is_done_and_exit
     assert answered[:2] == ["j0-0", "j0-1"] and "j0-2" not in answered
     assert consumer.committed_offset((T, 0)) == 2  # j0-2 and later are redelivered
     assert consumer.closed
+
+
+class _Listed:
+    """A cluster listing in which every topic exists (for the cancellations reader)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topics = {topic: type("Meta", (), {"error": None, "partitions": {0: None}})()}
+
+
+class CancelsReader(FakeConsumer):
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return _Listed(str(topic))
+
+
+async def test_a_cancelled_job_is_never_started_and_a_running_one_is_aborted() -> None:
+    from sluice.cancels import Cancellations
+
+    engine = GateEngine()
+    worker, consumer, producer = make(engine)
+    reader = CancelsReader()
+    worker.cancels = Cancellations("jobs.cancel", reader, None)
+    reader.add("jobs.cancel", 0, b'{"at": 1}', b"j0-0")  # asked before the worker started
+    add_jobs(consumer, 3)
+    consumer.rebalance("assign", [(T, 0)])
+    task = asyncio.create_task(worker.run())
+    await until(lambda: engine.started == ["j0-1", "j0-2"])  # j0-0 never reaches the engine
+    reader.add("jobs.cancel", 0, b'{"at": 2}', b"j0-1")  # asked while it runs
+    await until(lambda: engine.cancelled == ["j0-1"])
+    engine.gate("j0-2").set()
+    await until(lambda: consumer.committed_offset((T, 0)) == 3)
+    worker.stop()
+    assert await task == 0
+    by_id = {r.job_id: r for r in results(producer)}
+    assert [by_id[j].status for j in ("j0-0", "j0-1", "j0-2")] == ["cancelled", "cancelled", "succeeded"]
+    assert (
+        by_id["j0-1"].v == 2 and by_id["j0-1"].error is not None and by_id["j0-1"].error.code == "cancelled"
+    )

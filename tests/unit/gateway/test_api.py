@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.api import create_app
 from gateway.keys import ApiKeys, new_key
 from producer.client import JobProducer
+from sluice.cancels import Cancellations
 from sluice.settings import ApiSettings, ProducerSettings
 from sluice.store import ResultStore, StoreFollower
 from tests.unit.fakes import FakeProducer
@@ -44,7 +45,9 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     kafka = FakeProducer()
     keys = ApiKeys("keys", None, None)
     producer = JobProducer(ProducerSettings(), client=kafka)
-    app = create_app(ApiSettings(max_wait_s=5), store, cast(StoreFollower, follower), producer, keys)
+    cancels = Cancellations("jobs.cancel", None, kafka)
+    settings = ApiSettings(max_wait_s=5)
+    app = create_app(settings, store, cast(StoreFollower, follower), producer, keys, cancels=cancels)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, store, kafka, follower, keys)
     producer.close()
@@ -144,3 +147,17 @@ async def test_results_unknown_ids_and_a_store_still_catching_up(api: Api) -> No
     assert (await api.client.get("/healthz")).status == 503
     bad_wait = await api.client.get("/v1/jobs/done", params={"wait": "99"}, headers=acme)
     assert bad_wait.status == 400 and (await bad_wait.json())["error"]["code"] == "invalid_wait"
+
+
+async def test_delete_asks_every_worker_to_cancel_a_pending_job_of_the_tenant(api: Api) -> None:
+    acme, globex = api.auth("acme"), api.auth("globex")
+    assert (await api.client.post("/v1/jobs", data=JOB, headers=acme)).status == 202
+    assert (await api.client.delete("/v1/jobs/a", headers=globex)).status == 404
+    cancelling = await api.client.delete("/v1/jobs/a", headers=acme)
+    assert cancelling.status == 202 and (await cancelling.json())["status"] == "cancelling"
+    api.kafka.flush()
+    assert [(r.topic, r.key) for r in api.kafka.acked if r.topic == "jobs.cancel"] == [("jobs.cancel", b"a")]
+    answered = orjson.dumps({"job_id": "a", "status": "succeeded", "tenant": "acme"})
+    api.store.apply([("a", "succeeded", answered, None)], [], {("r", 0): 1})
+    too_late = await api.client.delete("/v1/jobs/a", headers=acme)
+    assert too_late.status == 409 and (await too_late.json())["error"]["code"] == "job_answered"

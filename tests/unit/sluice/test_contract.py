@@ -166,3 +166,23 @@ def test_the_fast_result_encoder_writes_what_the_model_writes(fields: dict[str, 
     assert isinstance(fast.pop("finished_at"), str) and isinstance(model.pop("finished_at"), str)
     assert list(fast.items()) == list(model.items())  # same fields, same values, same order
     assert decode_result(encode_result("job-1", **fields)).status == fields["status"]
+
+
+def test_a_cancelled_result_is_version_2_and_every_other_result_stays_version_1() -> None:
+    from sluice.contract import CANCELLED_VERSION, Result, _decode, decode_result, encode_result
+
+    cancelled = encode_result("j1", "cancelled")
+    assert (
+        decode_result(cancelled).v == CANCELLED_VERSION == 2
+        and decode_result(cancelled).status == "cancelled"
+    )
+    assert decode_result(encode_result("j2", "succeeded", output="x")).v == 1
+    assert Result(job_id="j3", status="cancelled").v == 2
+    # A reader that knows only version 1 refuses the cancelled result by its version, and reads the rest.
+    old_reader = frozenset({1})
+    with pytest.raises(ContractError) as caught:
+        _decode(cancelled, Result, old_reader)
+    assert caught.value.code == "unsupported_schema_version"
+    assert _decode(encode_result("j2", "failed"), Result, old_reader).status == "failed"
+    with pytest.raises(ContractError, match="needs schema version 2"):
+        decode_result(b'{"v": 1, "job_id": "j4", "status": "cancelled"}')

@@ -1,0 +1,65 @@
+"""Cancelling reaches every worker: DELETE /v1/jobs/{id} and a batch cancel, on the real broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import openai
+
+from sluice.broker import free_port
+from tests.integration.conftest import Env, Procs, api_key, wait_until
+from tests.integration.test_batches import CHAT, jsonl, lines, row, until_ended
+from tests.integration.test_result_store import start_api
+
+
+def test_delete_aborts_a_running_job_and_keeps_a_queued_one_from_starting(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    api = start_api(procs, env, free_port(), tmp_path / "s.db")
+    # One job at a time, each taking a minute: the first runs, the second waits its turn.
+    procs.start(
+        "worker", ["worker"], env.environ(SLUICE_WORKER_FAKE_LATENCY_S="60", SLUICE_WORKER_MAX_IN_FLIGHT="1")
+    )
+    for job_id in ("running", "queued"):
+        assert api.post("/v1/jobs", json={"job_id": job_id, "model": "m", "prompt": "p"}).status_code == 202
+    time.sleep(2)  # let the worker start the first
+    for job_id in ("running", "queued"):
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 202
+    for job_id in ("running", "queued"):
+        got = api.get(f"/v1/jobs/{job_id}", params={"wait": "50"}, timeout=60).json()
+        assert got["status"] == "cancelled" and got["result"]["error"]["code"] == "cancelled", got
+    assert api.delete("/v1/jobs/running").status_code == 409
+
+
+def test_a_batch_cancelled_mid_run_stops_its_rows_on_the_workers(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    key = api_key(env)
+    port = free_port()
+    start_api(procs, env, port, tmp_path / "g.db")
+    procs.start(
+        "worker", ["worker"], env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.5", SLUICE_WORKER_MAX_IN_FLIGHT="2")
+    )
+    oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    procs.closers.append(oai.close)
+    upload = oai.files.create(
+        file=("in.jsonl", jsonl([row(f"r{i}", "x") for i in range(40)])), purpose="batch"
+    )
+    batch = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+
+    def some_done() -> bool:
+        counts = oai.batches.retrieve(batch.id).request_counts
+        return counts is not None and counts.completed >= 2
+
+    wait_until(some_done, 60, "a few rows answered")
+    oai.batches.cancel(batch.id)
+    ended = until_ended(oai, batch.id)
+    assert ended.status == "cancelled" and ended.request_counts is not None
+    done = ended.request_counts.completed
+    assert 2 <= done < 40 and ended.request_counts.failed == 40 - done
+    # The workers were told: rows not answered before the cancel get `cancelled` results, so the
+    # files say the same whenever they are downloaded.
+    wait_until(lambda: len(lines(oai, ended.error_file_id)) == 40 - done, 30, "the rows' cancelled lines")
+    codes = {line["error"]["code"] for line in lines(oai, ended.error_file_id)}
+    assert codes == {"batch_cancelled"} and len(lines(oai, ended.output_file_id)) == done
