@@ -12,6 +12,7 @@
                                    endpoint, time range)
     sluice endpoints list|enable   webhook endpoints disabled by 410 Gone; enable one again
     sluice keys create|list|revoke API keys of the gateway: create prints the new key once
+    sluice batch submit|status|cancel|download   OpenAI-style batches through the gateway
     sluice receiver                run a local webhook receiver that verifies signatures
 
 Settings come from SLUICE_* environment variables (see sluice/settings.py); flags override them.
@@ -257,6 +258,44 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from producer.batches import BatchClient
+    from sluice.settings import CliSettings, load
+
+    settings = load(CliSettings)
+    key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else "")
+    client = BatchClient(args.api_url or settings.api_url, key)
+    try:
+        if args.action == "submit":
+            if not args.target:
+                print("error: submit needs the input FILE", file=sys.stderr)
+                return 2
+            batch = client.submit(Path(args.target), args.endpoint, args.completion_window)
+            print(batch["id"], flush=True)
+            if args.wait:
+                batch = client.wait(batch["id"])
+        elif not args.target:
+            print(f"error: {args.action} needs the batch id", file=sys.stderr)
+            return 2
+        elif args.action == "status":
+            batch = client.wait(args.target) if args.wait else client.status(args.target)
+        elif args.action == "cancel":
+            batch = client.cancel(args.target)
+        else:
+            out = Path(args.out or f"{args.target}_output.jsonl")
+            errors = Path(args.errors or out.with_name(f"{out.stem}.errors{out.suffix}"))
+            written = client.download(args.target, out, errors)
+            print(
+                f"output: {out} ({written[0]} bytes); errors: {errors} ({written[1]} bytes)", file=sys.stderr
+            )
+            return 0
+    finally:
+        client.close()
+    counts = batch.get("request_counts") or {}
+    print(f"{batch['id']}: {batch['status']} {counts}", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="LLM inference through Kafka")
     p.add_argument("--log-level", help="DEBUG, INFO (default: SLUICE_LOG_LEVEL or INFO), WARNING, ERROR")
@@ -325,6 +364,19 @@ def _parser() -> argparse.ArgumentParser:
     e = add("endpoints", cmd_endpoints, "list webhook endpoints disabled by 410 Gone, or enable one again")
     e.add_argument("action", choices=["list", "enable"])
     e.add_argument("url", nargs="?", help="the endpoint to enable")
+
+    b = add("batch", cmd_batch, "OpenAI-style batches through the gateway: submit, status, cancel, download")
+    b.add_argument("action", choices=["submit", "status", "cancel", "download"])
+    b.add_argument("target", nargs="?", help="the input file (submit) or the batch id")
+    b.add_argument(
+        "--endpoint", default="/v1/chat/completions", choices=["/v1/chat/completions", "/v1/completions"]
+    )
+    b.add_argument("--completion-window", default="24h")
+    b.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
+    b.add_argument("--out", help="download: the output file (default <batch id>_output.jsonl)")
+    b.add_argument("--errors", help="download: the error file (default <out>.errors.jsonl)")
+    b.add_argument("--api-url", help="the gateway (default SLUICE_API_URL or http://127.0.0.1:8080)")
+    b.add_argument("--api-key", help="default SLUICE_API_KEY")
 
     ks = add("keys", cmd_keys, "API keys of the gateway: create (printed once), list, revoke")
     ks.add_argument("action", choices=["create", "list", "revoke"])

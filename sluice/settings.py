@@ -202,6 +202,9 @@ class CliSettings(BaseSettings):
 
     cache_dir: Path = Path(".cache")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # `sluice batch`: which gateway, with which key.
+    api_url: str = "http://127.0.0.1:8080"
+    api_key: SecretStr | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

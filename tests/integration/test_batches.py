@@ -165,3 +165,32 @@ def test_a_gateway_killed_mid_batch_hands_it_over_and_each_row_is_answered_once(
         assert done.request_counts.completed == 60
         custom_ids = [line["custom_id"] for line in lines(b, done.output_file_id)]
         assert custom_ids == [f"k{i}" for i in range(60)]  # every row once, in input order
+
+
+def test_the_batch_cli_submits_follows_and_downloads(env: Env, procs: Procs, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    key = api_key(env)
+    port = free_port()
+    start_api(procs, env, port, tmp_path / "g.db")
+    procs.start("worker", ["worker"], env.environ())
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(jsonl([row(f"q{i}", f"question {i}") for i in range(5)]).getvalue())
+    cli_env = env.environ(SLUICE_API_URL=f"http://127.0.0.1:{port}", SLUICE_API_KEY=key)
+
+    def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sluice.cli", "batch", *args]
+        return subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=180)
+
+    submitted = sluice("submit", str(requests), "--wait")
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.strip()
+    assert batch_id.startswith("batch_") and "completed" in submitted.stderr
+    out = tmp_path / "out.jsonl"
+    assert sluice("download", batch_id, "--out", str(out)).returncode == 0
+    answered = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    assert [a["custom_id"] for a in answered] == [f"q{i}" for i in range(5)]
+    assert (tmp_path / "out.errors.jsonl").read_bytes() == b""
+    refused = sluice("status", "batch_nope")
+    assert refused.returncode == 1 and "404 not_found" in refused.stderr
