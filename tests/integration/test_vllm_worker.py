@@ -309,3 +309,37 @@ def test_a_vllm_worker_killed_mid_run_loses_nothing(bootstrap: str, model: Path,
         outputs.setdefault(r.job_id, set()).add(r.output)
     assert all(len(o) == 1 for o in outputs.values())
     assert {r.worker_id for r in results if r.job_id not in before} == {"successor"}
+
+
+def test_an_openai_batch_runs_on_the_real_engine(venv: Env, model: Path, tmp_path: Path) -> None:
+    """The official openai client, files.create -> batches.create -> output file, on vLLM: each
+    output body is a ChatCompletion whose content is the independent reference's greedy text."""
+    import openai
+    from openai.types.chat import ChatCompletion
+
+    from sluice.broker import free_port
+    from tests.integration.conftest import api_key
+    from tests.integration.test_batches import CHAT, jsonl, lines, row, until_ended
+    from tests.integration.test_result_store import start_api
+
+    procs = Procs(tmp_path)
+    try:
+        key = api_key(venv)
+        port = free_port()
+        start_api(procs, venv, port, tmp_path / "g.db")
+        questions = ["kafka jobs", "the quick brown fox", "results to webhooks"]
+        rows = [row(f"q{i}", q, max_completion_tokens=10, temperature=0) for i, q in enumerate(questions)]
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) as oai:
+            upload = oai.files.create(file=("q.jsonl", jsonl(rows)), purpose="batch")
+            created = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+            batch = until_ended(oai, created.id, timeout=240)
+            assert batch.status == "completed" and batch.request_counts is not None
+            assert batch.request_counts.completed == 3
+            out = lines(oai, batch.output_file_id)
+        ref = Reference(model)
+        for line, question in zip(out, questions, strict=True):
+            completion = ChatCompletion.model_validate(line["response"]["body"])
+            _, text = ref.greedy(ref.chat_ids([{"role": "user", "content": question}]), 10)
+            assert completion.choices[0].message.content == text and completion.model == "tiny"
+    finally:
+        procs.stop_all()
