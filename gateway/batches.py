@@ -22,7 +22,6 @@ from aiohttp import web
 
 from gateway.files import FileMeta, Files
 from gateway.rows import error_line, job_id_for, output_line
-from sluice.contract import decode_result
 from sluice.store import ResultStore
 from sluice.table import Table
 
@@ -170,32 +169,44 @@ class BatchFiles:
         }
 
     async def lines(self, batch: Batch, kind: str) -> AsyncIterator[bytes]:
-        """The file's lines: for each input row, in order, its output or error line."""
-        unanswered = {"expired": "batch_expired", "cancelled": "batch_cancelled"}.get(batch.status)
+        """The file's lines: for each input row, in order, its output or error line; yielded in
+        blocks of about 64 KiB, the results read 500 rows to a query."""
+        block = bytearray()
+        chunk: list[str] = []
         async for custom_id in self.custom_ids(batch):
-            job_id = job_id_for(batch.id, custom_id)
-            body = self.store.result(job_id)
+            chunk.append(custom_id)
+            if len(chunk) == 500:
+                block += await self._render(batch, kind, chunk)
+                chunk = []
+                if len(block) >= 65536:
+                    yield bytes(block)
+                    block.clear()
+        block += await self._render(batch, kind, chunk)
+        if block:
+            yield bytes(block)
+
+    async def _render(self, batch: Batch, kind: str, custom_ids: list[str]) -> bytes:
+        unanswered = {"expired": "batch_expired", "cancelled": "batch_cancelled"}.get(batch.status)
+        job_ids = [job_id_for(batch.id, c) for c in custom_ids]
+        found = self.store.results(job_ids)
+        out = bytearray()
+        for job_id, custom_id in zip(job_ids, custom_ids, strict=True):
+            body = found.get(job_id)
             if body is None and unanswered is None:
                 body = await self.store.wait_for(job_id, 10)  # this replica's store may lag a little
             if body is None:
                 if kind == "errors" and unanswered is not None:
                     why = f"the batch was {batch.status} before this request was answered"
-                    yield orjson.dumps(error_line(job_id, custom_id, unanswered, why, None)) + b"\n"
+                    out += orjson.dumps(error_line(job_id, custom_id, unanswered, why, None)) + b"\n"
                 continue
-            result = decode_result(body)
-            if result.status == "succeeded":
+            result = orjson.loads(body)
+            status = result.get("status")
+            if status == "succeeded":
                 if kind == "output":
-                    yield orjson.dumps(output_line(result, custom_id, batch.endpoint)) + b"\n"
+                    out += orjson.dumps(output_line(result, custom_id, batch.endpoint)) + b"\n"
             elif kind == "errors":
-                code = result.error.code if result.error else "failed"
-                message = result.error.message if result.error else result.status
-                if result.status == "expired":
-                    code = "batch_expired"
-                elif result.status == "cancelled":
-                    code = "batch_cancelled"
-                unrun = code in ("batch_expired", "batch_cancelled")
-                status = None if unrun else (500 if code.startswith("engine") else 400)
-                yield orjson.dumps(error_line(job_id, custom_id, code, message, status)) + b"\n"
+                out += orjson.dumps(_error_of(result, job_id, custom_id)) + b"\n"
+        return bytes(out)
 
     async def custom_ids(self, batch: Batch) -> AsyncIterator[str]:
         """The custom_id of every valid-JSON line of the input file, in order."""
@@ -209,6 +220,16 @@ class BatchFiles:
                 continue
             if isinstance(custom_id, str) and custom_id:
                 yield custom_id
+
+
+def _error_of(result: dict[str, Any], job_id: str, custom_id: str) -> dict[str, Any]:
+    """The error line of a result that did not succeed."""
+    error = result.get("error") or {}
+    code, message = str(error.get("code") or "failed"), str(error.get("message") or result.get("status"))
+    if result.get("status") in ("expired", "cancelled"):
+        code = f"batch_{result['status']}"
+        return error_line(job_id, custom_id, code, message, None)
+    return error_line(job_id, custom_id, code, message, 500 if code.startswith("engine") else 400)
 
 
 async def lines_of(files: Files, meta: FileMeta) -> AsyncIterator[bytes]:

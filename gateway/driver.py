@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +26,11 @@ from confluent_kafka import TopicPartition
 from gateway.batches import TERMINAL, Batch, Batches, BatchFiles, lines_of
 from gateway.files import Files
 from gateway.rows import LineError, job_id_for, parse_row
-from producer.client import JobProducer
+from producer.client import JobProducer, Submitted
 from sluice.cancels import Cancellations
 from sluice.clients import ConsumerLike, ProducerLike
 from sluice.commits import Committer
-from sluice.contract import ErrorInfo, decode_result, encode_result
+from sluice.contract import ErrorInfo, Job, decode_result, encode_result
 from sluice.kafka import produce
 from sluice.offsets import TP, OffsetTracker
 from sluice.store import ResultStore
@@ -163,16 +164,19 @@ class BatchDriver:
             return
         batch.model = next(iter(models), None)
         deadline = _utc(batch.expires_at)
-        published = []
+        published: list[Future[Submitted]] = []
+        waiting: list[Job] = []
         assert meta is not None
         async for line in lines_of(self.files, meta):
             spec = orjson.loads(line)
             try:
-                row = parse_row(spec, batch.endpoint, batch.id, batch.tenant, deadline)
+                waiting.append(parse_row(spec, batch.endpoint, batch.id, batch.tenant, deadline).job)
             except LineError as exc:
                 self._refuse(batch, spec["custom_id"], exc)
-                continue
-            published.append(await asyncio.to_thread(self.jobs.submit, row.job))
+            if len(waiting) == 500:  # one trip to the producer's thread per 500 rows, not per row
+                published += await asyncio.to_thread(self._submit, waiting)
+                waiting = []
+        published += await asyncio.to_thread(self._submit, waiting)
         await asyncio.to_thread(self.jobs.flush)
         for future in published:
             future.result(timeout=60)
@@ -180,6 +184,9 @@ class BatchDriver:
         batch.move("in_progress")
         self.batches.save(batch)
         log.info("batch in progress", extra={"batch_id": batch.id, "rows": rows})
+
+    def _submit(self, jobs: list[Job]) -> list[Future[Submitted]]:
+        return [self.jobs.submit(job) for job in jobs]
 
     async def _check(self, batch: Batch, meta: Any, models: set[str]) -> tuple[int, list[dict[str, Any]]]:
         """The file's own rules: JSON lines, unique custom_ids, one url and one model, 1-50,000 lines."""

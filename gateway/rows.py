@@ -6,13 +6,14 @@ naming the field), and a Result becomes an output or error line whose body is a 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from sluice.contract import Job, Result
+from sluice.contract import Job
 
 __all__ = ["ENDPOINTS", "LineError", "Row", "error_line", "job_id_for", "output_line", "parse_row"]
 
@@ -117,30 +118,38 @@ def _line_id(job_id: str) -> str:
     return f"batch_req_{hashlib.sha256(job_id.encode()).hexdigest()[:24]}"
 
 
-def output_line(result: Result, custom_id: str, endpoint: str) -> dict[str, Any]:
-    """The output file's line for a succeeded result: response.body is the completion object."""
-    created = int((result.finished_at or result.started_at or datetime.now()).timestamp())
+def output_line(result: Mapping[str, Any], custom_id: str, endpoint: str) -> dict[str, Any]:
+    """The output file's line for a succeeded result (its fields, as on the wire): response.body is
+    the completion object. Rendering reads the fields as they are, without building a model."""
+    job_id = str(result["job_id"])
+    finished = result.get("finished_at")
+    created = int(datetime.fromisoformat(finished).timestamp()) if isinstance(finished, str) else 0
+    prompt_tokens, output_tokens = (
+        int(result.get("prompt_tokens") or 0),
+        int(result.get("output_tokens") or 0),
+    )
     usage = {
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.output_tokens,
-        "total_tokens": result.prompt_tokens + result.output_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": prompt_tokens + output_tokens,
     }
-    finish = result.finish_reason if result.finish_reason in ("stop", "length") else "stop"
-    token = hashlib.sha256(result.job_id.encode()).hexdigest()[:24]
+    finish = result.get("finish_reason") if result.get("finish_reason") in ("stop", "length") else "stop"
+    token = hashlib.sha256(job_id.encode()).hexdigest()[:24]
+    output = result.get("output") or ""
     if endpoint == "/v1/chat/completions":
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": result.output or "", "refusal": None},
+            "message": {"role": "assistant", "content": output, "refusal": None},
             "finish_reason": finish,
             "logprobs": None,
         }
         body: dict[str, Any] = {"id": f"chatcmpl-{token}", "object": "chat.completion"}
     else:
-        choice = {"index": 0, "text": result.output or "", "finish_reason": finish, "logprobs": None}
+        choice = {"index": 0, "text": output, "finish_reason": finish, "logprobs": None}
         body = {"id": f"cmpl-{token}", "object": "text_completion"}
-    body |= {"created": created, "model": result.model or "", "choices": [choice], "usage": usage}
-    response = {"status_code": 200, "request_id": result.job_id, "body": body}
-    return {"id": _line_id(result.job_id), "custom_id": custom_id, "response": response, "error": None}
+    body |= {"created": created, "model": result.get("model") or "", "choices": [choice], "usage": usage}
+    response = {"status_code": 200, "request_id": job_id, "body": body}
+    return {"id": _line_id(job_id), "custom_id": custom_id, "response": response, "error": None}
 
 
 def error_line(

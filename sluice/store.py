@@ -91,6 +91,16 @@ class ResultStore:
         row = self.db.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def results(self, job_ids: list[str]) -> dict[str, bytes]:
+        """The results of those job ids that have one, in one query per 500 ids."""
+        found: dict[str, bytes] = {}
+        for i in range(0, len(job_ids), 500):
+            chunk = job_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT job_id, body FROM results WHERE job_id IN ({marks})", chunk)
+            found.update((job_id, bytes(body)) for job_id, body in rows.fetchall())
+        return found
+
     def digests(self, job_ids: list[str]) -> dict[str, str | None]:
         """Which of these job ids have a result (-> its job_digest), in one query per 500 ids."""
         found: dict[str, str | None] = {}

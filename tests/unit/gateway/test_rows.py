@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
 from gateway.rows import LineError, error_line, job_id_for, output_line, parse_row
-from sluice.contract import Result
+from sluice.contract import Result, encode
 
 DEADLINE = datetime(2026, 12, 1, tzinfo=UTC)
 CHAT = "/v1/chat/completions"
@@ -84,14 +85,16 @@ def test_output_lines_hold_real_completion_objects() -> None:
         prompt_tokens=3,
         output_tokens=2,
     )
-    chat = output_line(result, "row-1", CHAT)
+    chat = output_line(orjson.loads(encode(result)), "row-1", CHAT)
     assert chat["custom_id"] == "row-1" and chat["id"].startswith("batch_req_") and chat["error"] is None
     completion = ChatCompletion.model_validate(chat["response"]["body"])
     assert (
         completion.choices[0].message.content == "hello" and completion.choices[0].finish_reason == "length"
     )
     assert completion.usage is not None and completion.usage.total_tokens == 5
-    text = Completion.model_validate(output_line(result, "row-1", "/v1/completions")["response"]["body"])
+    text = Completion.model_validate(
+        output_line(orjson.loads(encode(result)), "row-1", "/v1/completions")["response"]["body"]
+    )
     assert text.choices[0].text == "hello"
 
 
