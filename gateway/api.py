@@ -45,7 +45,7 @@ from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings
 from sluice.store import ResultStore, StoreFollower
 from sluice.table import Table
-from sluice.topics import batch_work_topic, cancels_topic, gateway_specs
+from sluice.topics import batch_work_topic, cancels_topic, events_topic, gateway_specs
 
 __all__ = ["create_app", "run_api"]
 
@@ -140,6 +140,7 @@ def run_api(settings: ApiSettings) -> int:
             batch_work_topic(settings),
             settings.results_topic,
             cancels,
+            events_topic(settings),
         )
         app = create_app(settings, store, follower, producer, keys, files, (batches, driver), cancels)
         runner = web.AppRunner(app, access_log=None)

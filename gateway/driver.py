@@ -13,6 +13,7 @@ offset is committed once its batch has ended.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -57,8 +58,9 @@ class BatchDriver:
         work_topic: str,
         results_topic: str,
         cancels: Cancellations,
+        events_topic: str,
     ) -> None:
-        self.cancels = cancels
+        self.cancels, self.events_topic = cancels, events_topic
         self.batches, self.files, self.store, self.jobs = batches, files, store, jobs
         self.producer, self.work = producer, work
         self.work_topic, self.results_topic = work_topic, results_topic
@@ -269,7 +271,23 @@ class BatchDriver:
             batch.output_bytes = await self._size(batch, "output")
             batch.error_bytes = await self._size(batch, "errors")
         self.batches.save(batch)
+        self._announce(batch)
         log.info("batch ended", extra={"batch_id": batch.id, "status": status})
+
+    def _announce(self, batch: Batch) -> None:
+        """The batch's end as OpenAI's webhook event, for the sink to deliver to its tenant's
+        subscriptions; the same id whoever announces it, so a repeat has the same webhook-id."""
+        kind = f"batch.{batch.status}"
+        event_id = "evt_" + hashlib.sha256(f"{batch.id}/{kind}".encode()).hexdigest()[:24]
+        event = {
+            "id": event_id,
+            "object": "event",
+            "type": kind,
+            "created_at": batch.times.get(f"{batch.status}_at", int(time.time())),
+            "data": {"id": batch.id},
+        }
+        headers = [("sluice.tenant", batch.tenant.encode())]
+        produce(self.producer, self.events_topic, orjson.dumps(event), event_id.encode(), headers)
 
     async def _cancel_rows(self, batch: Batch) -> None:
         unanswered = []

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Producer, TopicPartition
 
 from results_sink.deliveries import Attempt, Delivery, decode_delivery
@@ -56,13 +57,16 @@ from sluice.loop import run as run_loop
 from sluice.metrics import SinkMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import SinkSettings
-from sluice.topics import delivery_specs
+from sluice.topics import delivery_specs, events_topic
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["Sink", "create_sink", "run_sink"]
 
 log = logging.getLogger("sluice.sink")
+
+
+Target = tuple[str, str | None]  # a URL, and the subscription it is for (None: the job's own)
 
 
 @dataclass(slots=True)
@@ -124,7 +128,12 @@ class Sink:
             settings.endpoint_concurrency, settings.breaker_failures, settings.breaker_cooldown_s
         )
         self.tracker = OffsetTracker()
-        consumers = {settings.results_topic: results, **dict.fromkeys(self.plan.tier_topics, retries)}
+        self.events_topic = events_topic(settings)
+        consumers = {
+            settings.results_topic: results,
+            self.events_topic: results,
+            **dict.fromkeys(self.plan.tier_topics, retries),
+        }
         self.committer = Committer(self.tracker, consumers, settings.commit_interval_s)
         self._tasks: dict[asyncio.Task[None], tuple[_Pending, Endpoint[_Pending]]] = {}
         self._pending = 0  # deliveries in endpoint lines or in requests
@@ -154,7 +163,7 @@ class Sink:
         }
         self.disabled.start()
         settle_heap()
-        self.results.subscribe([self.settings.results_topic], **callbacks)
+        self.results.subscribe([self.settings.results_topic, self.events_topic], **callbacks)
         self.retries.subscribe(self.plan.tier_topics, **callbacks)
         log.info("sink started", extra={"retry_topics": self.plan.tier_topics})
         try:
@@ -222,6 +231,9 @@ class Sink:
     def _fan_out(self, msg: MessageLike) -> None:
         tp, offset = position(msg)
         epoch = self.tracker.add(tp, offset)
+        if tp[0] == self.events_topic:
+            self._fan_out_event(msg, tp, offset, epoch)
+            return
         try:
             result = decode_result(msg.value())
         except ContractError as exc:
@@ -230,12 +242,40 @@ class Sink:
             log.error("undecodable record on results topic at %s@%d: %s", tp, offset, exc)
             self.tracker.done(tp, offset, epoch)
             return
-        targets: list[tuple[str, str | None]] = []
+        targets: list[Target] = []
         if result.webhook_url is not None:
             targets.append((result.webhook_url, None))
         for sub in self.subscriptions.values():
             if sub.matches(result.tenant, result.model, result.status):
                 targets.append((sub.url, sub.id))
+        self._deliver(msg, result.job_id, targets, (tp, offset, epoch))
+
+    def _fan_out_event(self, msg: MessageLike, tp: TP, offset: int, epoch: int) -> None:
+        """A batch event (OpenAI's shape) to the subscriptions of its tenant that want its type;
+        its id is the webhook-id."""
+        try:
+            event = orjson.loads(msg.value() or b"")
+            event_id, kind = str(event["id"]), str(event["type"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.stats["invalid"] += 1
+            log.error("undecodable record on the events topic at %s@%d", tp, offset)
+            self.tracker.done(tp, offset, epoch)
+            return
+        tenant = header(msg.headers(), "sluice.tenant")
+        targets: list[Target] = [
+            (s.url, s.id) for s in self.subscriptions.values() if s.wants_event(tenant, kind)
+        ]
+        self._deliver(msg, event_id, targets, (tp, offset, epoch))
+
+    def _deliver(
+        self,
+        msg: MessageLike,
+        webhook_id: str,
+        targets: list[tuple[str, str | None]],
+        at: tuple[TP, int, int],
+    ) -> None:
+        """One delivery of the record per target; the record settles once they all have."""
+        tp, offset, epoch = at
         if not targets:
             self.stats["skipped"] += 1
             self.metrics.skipped.inc()
@@ -247,9 +287,7 @@ class Sink:
         traceparent = ensure_traceparent(header(msg.headers(), TRACEPARENT))
         source = _Source(tp, offset, epoch, len(targets))
         for url, sub_id in targets:
-            delivery = Delivery(
-                job_id=result.job_id, url=url, subscription=sub_id, first_at=produced, body=body
-            )
+            delivery = Delivery(job_id=webhook_id, url=url, subscription=sub_id, first_at=produced, body=body)
             self._dispatch(delivery, source, traceparent)
 
     def _poll_retries(self) -> int:

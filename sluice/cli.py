@@ -74,7 +74,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     # Every topic: the sink's (its retry tiers follow SLUICE_SINK_RETRY_SCHEDULE) and the gateway's too.
     settings = load(SinkSettings, **_overrides(args, ["jobs_partitions"]))
     specs = pipeline_specs(settings) + delivery_specs(settings, settings.retry_schedule)
-    reports = create_topics(settings, specs + gateway_specs(settings))
+    unique = {spec.name: spec for spec in specs + gateway_specs(settings)}  # the events topic is in both
+    reports = create_topics(settings, list(unique.values()))
     for r in reports:
         print(f"{r.name}: {r.status}{' - ' + r.detail if r.detail else ''}")
     return 1 if any(r.status == "mismatch" for r in reports) else 0

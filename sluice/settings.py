@@ -357,10 +357,20 @@ class Subscription(BaseModel):
     tenants: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
     statuses: list[Literal["succeeded", "failed", "expired", "cancelled"]] = Field(default_factory=list)
+    # Whether it gets results at all, and which batch events (OpenAI's, e.g. "batch.completed") of
+    # its tenants it gets.
+    results: bool = True
+    events: list[Literal["batch.completed", "batch.failed", "batch.expired", "batch.cancelled"]] = Field(
+        default_factory=list
+    )
+
+    def wants_event(self, tenant: str | None, kind: str) -> bool:
+        return kind in self.events and (not self.tenants or tenant in self.tenants)
 
     def matches(self, tenant: str | None, model: str | None, status: str) -> bool:
         return (
-            (not self.tenants or tenant in self.tenants)
+            self.results
+            and (not self.tenants or tenant in self.tenants)
             and (not self.models or model in self.models)
             and (not self.statuses or status in self.statuses)
         )

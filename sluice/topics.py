@@ -14,6 +14,7 @@
     <file_chunks_topic>          compact             1                   uploaded files: their bytes
     <batches_topic>              compact             1                   batches: one record each
     <batches_topic>.work         delete, 7 days      jobs_partitions     batches shared out to gateways
+    <batches_topic>.events       delete, 7 days      1                   batch.completed etc., for webhooks
 
 Names come from KafkaSettings (`<deliveries>` is `deliveries_topic`); the retry tiers are the
 distinct positive waits of the sink's retry schedule.
@@ -33,6 +34,7 @@ __all__ = [
     "delivery_dlq_topic",
     "delivery_specs",
     "endpoints_topic",
+    "events_topic",
     "gateway_specs",
     "pipeline_specs",
     "retry_tiers",
@@ -111,7 +113,18 @@ def delivery_specs(settings: KafkaSettings, schedule: Sequence[float]) -> list[T
     )
     # Compacted: one record per URL survives, and a tombstone (enabled again) removes it for good.
     specs.append(TopicSpec(endpoints_topic(prefix), 1, {"cleanup.policy": "compact"}))
+    specs.append(events_spec(settings))  # the sink delivers them; the gateway writes them
     return specs
+
+
+def events_topic(settings: KafkaSettings) -> str:
+    return f"{settings.batches_topic}.events"
+
+
+def events_spec(settings: KafkaSettings) -> TopicSpec:
+    return TopicSpec(
+        events_topic(settings), 1, {"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)}
+    )
 
 
 def gateway_specs(settings: KafkaSettings) -> list[TopicSpec]:
@@ -128,6 +141,7 @@ def gateway_specs(settings: KafkaSettings) -> list[TopicSpec]:
             settings.jobs_partitions,
             {"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)},
         ),
+        events_spec(settings),
     ]
 
 

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 
 from consumer.fake_engine import FAIL_MARKER
 from sluice.broker import free_port
-from tests.integration.conftest import Env, Procs, api_key
+from tests.integration.conftest import Env, Procs, api_key, wait_until
 from tests.integration.test_result_store import start_api
 
 CHAT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
@@ -194,3 +194,44 @@ def test_the_batch_cli_submits_follows_and_downloads(env: Env, procs: Procs, tmp
     assert (tmp_path / "out.errors.jsonl").read_bytes() == b""
     refused = sluice("status", "batch_nope")
     assert refused.returncode == 1 and "404 not_found" in refused.stderr
+
+
+def test_a_batch_that_ends_is_announced_to_its_tenants_endpoint_as_openai_does(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    from openai.types.webhooks import BatchCompletedWebhookEvent
+
+    from results_sink import decode_secret, start_receiver
+    from tests.integration.conftest import SECRET
+
+    receiver = start_receiver(decode_secret(SECRET))
+    procs.closers.append(receiver.stop)
+    events_only = [
+        {
+            "id": "acme-batches",
+            "url": receiver.url,
+            "tenants": ["acme"],
+            "results": False,
+            "events": ["batch.completed"],
+        }
+    ]
+    sink_env = env.environ(SLUICE_SINK_SUBSCRIPTIONS=orjson.dumps(events_only).decode())
+    procs.start("sink", ["sink"], sink_env)
+    oai = gateway(env, procs, tmp_path)
+    procs.start("worker", ["worker"], env.environ())
+    upload = oai.files.create(file=("in.jsonl", jsonl([row("only", "hi")])), purpose="batch")
+    batch = until_ended(
+        oai, oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h").id
+    )
+    assert batch.status == "completed"
+
+    def announced() -> bool:
+        with receiver.lock:
+            return bool(receiver.raw)
+
+    wait_until(announced, 60, "the batch.completed event at the tenant's endpoint")
+    ((headers, body),) = receiver.raw.values()  # the event only: this subscription takes no results
+    verifier = openai.OpenAI(api_key="unused", webhook_secret=SECRET)
+    event = verifier.webhooks.unwrap(body, headers)  # the openai client checks the signature itself
+    assert isinstance(event, BatchCompletedWebhookEvent) and event.data.id == batch.id
+    assert headers["webhook-id"] == event.id and event.created_at > 0
