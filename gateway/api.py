@@ -4,6 +4,7 @@
 /v1/files                   upload, list, retrieve, download, delete files (gateway/files_api.py)
 /v1/batches                 create, retrieve, cancel, list batches (gateway/batches_api.py)
 GET /healthz                {"caught_up": bool, "results": n}, open to all
+GET /openapi.json           the OpenAPI document of the routes above, open to all
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gateway.jobs import (
 )
 from gateway.keys import ApiKeys, open_keys
 from gateway.limits import RateLimits
+from gateway.openapi import document
 from gateway.replies import json
 from producer.client import JobProducer
 from sluice.cancels import Cancellations
@@ -60,6 +62,10 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return json(200, document())
+
+
 def create_app(
     settings: ApiSettings,
     store: ResultStore,
@@ -80,6 +86,7 @@ def create_app(
         app[CANCELS] = cancels
         app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
     if files is not None:
         app[FILES] = files
         files_api.routes(app)

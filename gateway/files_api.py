@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.auth import caller
 from gateway.batches import BATCH_FILES, Batch
@@ -41,20 +42,13 @@ async def create_file(request: web.Request) -> web.Response:
         return error(
             400, "invalid_request", "upload the file as multipart/form-data with `file` and `purpose`"
         )
-    purpose: str | None = None
-    meta: FileMeta | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "purpose":
-            purpose = (await part.text()).strip()
-        elif part.name == "file" and meta is None:
-            limit = request.app[SETTINGS].max_file_bytes
-            try:
-                meta = await files.store(tenant, part.filename or "upload", "batch", _chunks(part), limit)
-            except FileTooLarge as exc:
-                return error(413, "file_too_large", str(exc), param="file")
+    limit = request.app[SETTINGS].max_file_bytes
+    try:
+        purpose, meta = await _read_upload(request, files, tenant, limit)
+    except FileTooLarge as exc:
+        return error(413, "file_too_large", str(exc), param="file")
+    except (ValueError, RuntimeError, HttpProcessingError) as exc:  # aiohttp's words for a malformed body
+        return error(400, "invalid_multipart", f"the multipart body cannot be read: {exc}")
     if meta is None:
         return error(400, "missing_file", "the upload has no `file` part", param="file")
     if purpose not in PURPOSES:
@@ -66,6 +60,29 @@ async def create_file(request: web.Request) -> web.Response:
             param="purpose",
         )
     return json(200, meta.public())
+
+
+async def _read_upload(
+    request: web.Request, files: Files, tenant: str, limit: int
+) -> tuple[str | None, FileMeta | None]:
+    """(purpose, the stored file) of a multipart upload; a file stored before a later part turns
+    out malformed is deleted again."""
+    purpose: str | None = None
+    meta: FileMeta | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "purpose":
+                purpose = (await part.text()).strip()
+            elif part.name == "file" and meta is None:
+                meta = await files.store(tenant, part.filename or "upload", "batch", _chunks(part), limit)
+    except BaseException:
+        if meta is not None:
+            await files.delete(meta)
+        raise
+    return purpose, meta
 
 
 async def list_files(request: web.Request) -> web.Response:
