@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import batch, consumers, drain, http_clients, logab, loginstr, patterns, plumbing, sink
+from bench import batch, consumers, drain, gateway, http_clients, logab, loginstr, patterns, plumbing, sink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +108,12 @@ def main() -> None:
             batch.__doc__ or "",
             "| step | size | rate | time / latency |\n| --- | --- | --- | --- |",
             batch.main,
+        ),
+        (
+            "OpenAI batch files through the gateway (bench/gateway.py)",
+            gateway.__doc__ or "",
+            "| step | size | median (range of 3 rounds) |\n| --- | --- | --- |",
+            gateway.main,
         ),
         (
             "Graceful drain (bench/drain.py)",
