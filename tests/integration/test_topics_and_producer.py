@@ -35,11 +35,12 @@ def fresh_settings(bootstrap: str, **over: object) -> KafkaSettings:
 
 def test_topics_are_created_once_and_rerunning_is_harmless(bootstrap: str) -> None:
     settings = fresh_settings(bootstrap, jobs_partitions=5)
-    assert [r.status for r in create_topics(settings)] == ["created"] * 4
-    assert [r.status for r in create_topics(settings)] == ["exists"] * 4
-    jobs, high, results, _dlq = pipeline_specs(settings)
+    assert [r.status for r in create_topics(settings)] == ["created"] * 5
+    assert [r.status for r in create_topics(settings)] == ["exists"] * 5
+    jobs, high, results, _dlq, cancels = pipeline_specs(settings)
     assert jobs.partitions == 5 and high.partitions == 5
     assert results.config["cleanup.policy"] == "compact"
+    assert cancels.name == f"{settings.jobs_topic}.cancel" and cancels.partitions == 1
 
 
 def test_a_topic_with_another_configuration_is_reported(bootstrap: str) -> None:
