@@ -32,6 +32,7 @@ from sluice.cancels import Cancellations
 from sluice.clients import ConsumerLike, ProducerLike
 from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, decode_result, encode_result
+from sluice.errors import KafkaOperationError
 from sluice.kafka import produce
 from sluice.offsets import TP, OffsetTracker
 from sluice.store import ResultStore
@@ -123,7 +124,10 @@ class BatchDriver:
             while not stop.is_set():
                 self._poll()
                 for batch_id in list(self._owned):
-                    await self._advance(batch_id)
+                    try:
+                        await self._advance(batch_id)
+                    except Exception:  # Kafka or the store failed this time: the next turn tries again
+                        log.exception("batch could not advance; trying again", extra={"batch_id": batch_id})
                 self.committer.maybe_commit()
                 self.producer.poll(0)
                 await asyncio.sleep(0.2)
@@ -166,7 +170,7 @@ class BatchDriver:
             return
         batch.model = next(iter(models), None)
         deadline = _utc(batch.expires_at)
-        published: list[Future[Submitted]] = []
+        failures: list[BaseException] = []
         waiting: list[Job] = []
         assert meta is not None
         async for line in lines_of(self.files, meta):
@@ -176,19 +180,27 @@ class BatchDriver:
             except LineError as exc:
                 self._refuse(batch, spec["custom_id"], exc)
             if len(waiting) == 500:  # one trip to the producer's thread per 500 rows, not per row
-                published += await asyncio.to_thread(self._submit, waiting)
+                await asyncio.to_thread(self._submit, waiting, failures)
                 waiting = []
-        published += await asyncio.to_thread(self._submit, waiting)
-        await asyncio.to_thread(self.jobs.flush)
-        for future in published:
-            future.result(timeout=60)
+        await asyncio.to_thread(self._submit, waiting, failures)
+        if await asyncio.to_thread(self.jobs.flush) or failures:
+            raise KafkaOperationError(
+                f"rows of {batch.id} not stored: {failures[:1]}"
+            )  # its owner tries again
         batch.total = rows
         batch.move("in_progress")
         self.batches.save(batch)
         log.info("batch in progress", extra={"batch_id": batch.id, "rows": rows})
 
-    def _submit(self, jobs: list[Job]) -> list[Future[Submitted]]:
-        return [self.jobs.submit(job) for job in jobs]
+    def _submit(self, jobs: list[Job], failures: list[BaseException]) -> None:
+        """Send the rows; a row Kafka refuses is noted (no future is kept: memory stays flat)."""
+
+        def noted(future: Future[Submitted]) -> None:
+            if future.exception() is not None:
+                failures.append(future.exception() or RuntimeError("unknown"))
+
+        for job in jobs:
+            self.jobs.submit(job).add_done_callback(noted)
 
     async def _check(self, batch: Batch, meta: Any, models: set[str]) -> tuple[int, list[dict[str, Any]]]:
         """The file's own rules: JSON lines, unique custom_ids, one url and one model, 1-50,000 lines."""
