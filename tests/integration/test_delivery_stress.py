@@ -5,6 +5,9 @@ rebalance), the machine is kept busy, and every delivery the schedule does not h
 
 The schedule is 0, 1 s, 600 s: a delivery refused twice legitimately waits 600 s, and before the fix
 deliveries due in seconds that were produced behind it to the same tier partition waited with it.
+One connection per endpoint and a 2 s breaker cooldown make that likely: the first refused
+deliveries cycle through the 1 s tier and come back as the breaker's probes, so some are refused
+a second time while deferrals (2 s, which went to the 600 s tier) queue behind them.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def test_a_receiver_failing_its_first_requests_gets_every_owed_delivery(
         SLUICE_SINK_RETRY_SCHEDULE="0,1,600",
         SLUICE_SINK_BREAKER_FAILURES="5",
         SLUICE_SINK_BREAKER_COOLDOWN_S="2",
+        SLUICE_SINK_ENDPOINT_CONCURRENCY="1",
         SLUICE_WORKER_FAKE_LATENCY_S="0.002",
     )
     for name in ("worker-a", "worker-b"):
