@@ -116,7 +116,8 @@ def run_api(settings: ApiSettings) -> int:
         follower = StoreFollower(settings, store)
         follower.start()
         ensure_topics(settings, gateway_specs(settings))
-        keys, _ = open_keys(settings, writable=False)  # `sluice keys` writes them
+        # Every gateway topic is ensured just above; `sluice keys` writes the keys.
+        keys, _ = open_keys(settings, writable=False, ensure=False)
         files = open_files(settings)
         writer = Producer(producer_config(settings))
         reader = Consumer(reader_config(settings, "sluice-batches-reader"))

@@ -116,9 +116,12 @@ class ApiKeys:
         self._table.close()
 
 
-def open_keys(settings: KafkaSettings, writable: bool) -> tuple[ApiKeys, Producer | None]:
-    """The keys topic (created if missing), read to its end."""
-    ensure_topics(settings, [s for s in gateway_specs(settings) if s.name == settings.api_keys_topic])
+def open_keys(
+    settings: KafkaSettings, writable: bool, ensure: bool = True
+) -> tuple[ApiKeys, Producer | None]:
+    """The keys topic (created if missing, unless the caller `ensure`d it already), read to its end."""
+    if ensure:
+        ensure_topics(settings, [s for s in gateway_specs(settings) if s.name == settings.api_keys_topic])
     producer = Producer(producer_config(settings)) if writable else None
     keys = ApiKeys(settings.api_keys_topic, Consumer(reader_config(settings, "sluice-keys-reader")), producer)
     keys.start()
