@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from confluent_kafka import Consumer, Producer
 
-from gateway import batches_api, files_api
+from gateway import allocator, batches_api, files_api
 from gateway.auth import KEYS, LIMITS, authenticate
 from gateway.batches import BATCH_FILES, Batch, Batches, BatchFiles
 from gateway.batches_api import BATCHES, DRIVER
@@ -110,6 +110,7 @@ async def _follow(keys: ApiKeys, tables: list[Table[Any]], stop: asyncio.Event) 
 
 def run_api(settings: ApiSettings) -> int:
     """Serve until SIGTERM/SIGINT."""
+    allocator.tune()
 
     async def main() -> int:
         store = ResultStore(settings.store_path)
@@ -132,7 +133,10 @@ def run_api(settings: ApiSettings) -> int:
         # The producer's own settings (max_lag, compression, ...) come from the environment, like
         # `sluice submit`'s; the cluster and topics are the API's.
         shared = {name: getattr(settings, name) for name in KafkaSettings.model_fields}
-        producer = JobProducer(ProducerSettings(**shared))
+        # A batch publishes as fast as it reads: librdkafka's default 1 GiB local queue would let
+        # the gateway's memory grow with the file while the broker catches up.
+        queue: dict[str, Any] = {"queue.buffering.max.kbytes": 4 * 1024}
+        producer = JobProducer(ProducerSettings(**shared), **queue)
         group = {
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": settings.heartbeat_interval_ms,

@@ -162,7 +162,10 @@ class Files:
             next_index = 0
             while next_index < len(meta.chunks):
                 # Chunks of uploads made at the same time interleave: skip what is not ours.
-                for msg in await asyncio.to_thread(reader.consume, 64, 1.0):
+                # consume() waits for as many records as it asks for (ask for no more than are
+                # left) and hands them over at once (a few chunks at a time keeps memory flat).
+                wanted_now = min(2, len(meta.chunks) - next_index)
+                for msg in await asyncio.to_thread(reader.consume, wanted_now, 1.0):
                     offset = msg.offset()
                     if msg.error() is not None or offset is None or wanted.get(offset) != next_index:
                         continue
@@ -190,6 +193,9 @@ def open_files(settings: KafkaSettings) -> Files:
     table.start(creator="sluice api")
 
     def reader() -> ReaderLike:
-        return Consumer(reader_config(settings, f"sluice-file-content-{uuid.uuid4().hex[:8]}"))
+        # librdkafka prefetches up to 64 MiB per consumer by default: the whole of a large file.
+        # A few chunks ahead is enough to stream, and keeps a download's memory flat.
+        limits = {"queued.max.messages.kbytes": 2 * CHUNK_BYTES // 1024, "fetch.max.bytes": 2 * CHUNK_BYTES}
+        return Consumer(reader_config(settings, f"sluice-file-content-{uuid.uuid4().hex[:8]}", **limits))
 
     return Files(settings, table, producer, reader)

@@ -27,7 +27,7 @@ from sluice.contract import SCHEMA_VERSION, Job, decode_job, encode
 from sluice.errors import ContractError, FieldProblem, KafkaOperationError
 from sluice.kafka import position, produce, producer_config
 from sluice.settings import ProducerSettings
-from sluice.tracing import TRACEPARENT, ensure_traceparent
+from sluice.tracing import TRACEPARENT, ensure_traceparent, new_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
 
 __all__ = ["JobProducer", "Submitted", "build_job"]
@@ -119,6 +119,27 @@ class JobProducer:
         headers = [(TRACEPARENT, tp.encode())]
         produce(self._producer, target, encode(job), job.job_id.encode(), headers, delivered)
         return future
+
+    def send(self, jobs: list[Job], failures: list[BaseException]) -> None:
+        """Send validated jobs without a future each (bulk paths: memory stays flat and a row costs
+        one produce call); a job Kafka refuses is appended to `failures` by the delivery thread.
+        The lag guard is asked once per call; call flush() to wait for them."""
+
+        def delivered(err: KafkaError | None, msg: MessageLike) -> None:
+            if err is not None:
+                key = (msg.key() if msg is not None else None) or b"?"
+                failures.append(KafkaOperationError(f"job {key.decode()} not stored: {err}", err))
+
+        targets = {self._topic_for(job) for job in jobs}
+        if self._lag is not None:
+            for target in targets:
+                self._lag.check(target)
+        for job in jobs:
+            if job.webhook_url is not None:
+                self.check_webhook_url(job.webhook_url)
+            headers = [(TRACEPARENT, new_traceparent().encode())]
+            target = self._topic_for(job)
+            produce(self._producer, target, encode(job), job.job_id.encode(), headers, delivered)
 
     def check_webhook_url(self, url: str) -> None:
         """Raise ForbiddenUrlError if the sink would refuse to call `url` (checked once per URL)."""

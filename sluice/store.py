@@ -23,7 +23,7 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -131,12 +131,13 @@ class ResultStore:
         )
         return {status: int(n) for status, n in rows.fetchall()}
 
-    def bodies(self, prefix: str) -> list[bytes]:
-        """The results of the job ids starting with `prefix`."""
+    def bodies(self, prefix: str) -> Iterator[bytes]:
+        """The results of the job ids starting with `prefix`, read as iterated (memory stays flat)."""
         rows = self.db.execute(
             "SELECT body FROM results WHERE job_id >= ? AND job_id < ?", (prefix, prefix + "\uffff")
         )
-        return [bytes(row[0]) for row in rows.fetchall()]
+        for (body,) in rows:
+            yield bytes(body)
 
     def in_flight(self, tenant: str) -> int:
         """Jobs of `tenant` submitted and not yet answered."""
@@ -203,8 +204,12 @@ class StoreFollower:
         self.store = store
         self.with_jobs = with_jobs  # also record job ids seen on the jobs topics (for "pending")
         # Never commits: the offsets live in SQLite, beside the view they produced.
+        # Prefetch is bounded (librdkafka's default is 64 MiB): a follower behind a burst would
+        # otherwise hold the burst in memory, growing with a batch's size.
         config = reader_config(
-            settings, f"sluice-store-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": False}
+            settings,
+            f"sluice-store-{uuid.uuid4().hex[:8]}",
+            **{"enable.partition.eof": False, "queued.max.messages.kbytes": 4 * 1024},
         )
         if bulk:
             # A follower that may lag a little (the workers' idempotency cache) fetches in large

@@ -53,6 +53,25 @@ def test_a_record_kafka_refused_fails_its_future() -> None:
     producer.close()
 
 
+def test_send_routes_jobs_without_futures_and_notes_what_kafka_refused() -> None:
+    from confluent_kafka import KafkaError
+
+    kafka = FakeProducer(auto_ack=False)
+    failures: list[BaseException] = []
+    with JobProducer(SETTINGS, client=kafka) as producer:
+        jobs = [build_job({"job_id": j, "model": "m", "prompt": "p"}) for j in ("a", "b")]
+        producer.send(
+            [*jobs, build_job({"job_id": "c", "model": "m", "prompt": "p", "priority": "high"})], failures
+        )
+        kafka.ack(2)
+        kafka.fail(KafkaError(KafkaError._MSG_TIMED_OUT))
+    assert [(r.topic, r.key) for r in kafka.acked] == [("jobs", b"a"), ("jobs", b"b")]
+    assert all(dict(r.headers or [])["traceparent"] for r in kafka.acked)
+    assert [str(f) for f in failures] == [
+        'job ? not stored: KafkaError{code=_MSG_TIMED_OUT,val=-192,str="Local: Message timed out"}'
+    ]
+
+
 def test_a_forbidden_webhook_is_refused_before_anything_is_sent() -> None:
     kafka = FakeProducer()
     with JobProducer(SETTINGS, client=kafka) as producer, pytest.raises(ForbiddenUrlError):
