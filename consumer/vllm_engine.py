@@ -2,8 +2,11 @@
 
 Each job becomes one AsyncLLM request the moment the worker admits it; vLLM's scheduler batches
 whatever is running, so a long answer never holds back a short one. Only the final output of a
-request is returned (RequestOutputKind.FINAL_ONLY), which keeps per-step Python work off the hot
-path. Cancelling the awaiting task aborts the request inside vLLM.
+request is returned (RequestOutputKind.FINAL_ONLY), and unless a stop string needs the text as it
+grows, vLLM does not detokenize step by step (`detokenize=False`): the final token ids are decoded
+once. Both keep per-step Python work, which shares the worker's one event loop with vLLM's output
+processing and the Kafka loop, off the hot path. Cancelling the awaiting task aborts the request
+inside vLLM.
 
 Per-job failures become a JobError with a precise code (the worker publishes a failed Result and
 goes on): unknown_model, invalid_messages, prompt_too_long, invalid_sampling, invalid_request,
@@ -26,6 +29,8 @@ from sluice.settings import EngineSettings
 __all__ = ["VllmEngine"]
 
 log = logging.getLogger("sluice.vllm")
+
+_CONTEXT_TOKENS = 6  # prompt tokens decoded before the output, as vLLM's detokenizer does
 
 
 class VllmEngine:
@@ -85,8 +90,9 @@ class VllmEngine:
         if final is None or not final.outputs:
             raise JobError("engine_request_failed", "vLLM returned no output")
         seq = final.outputs[0]
+        text = seq.text if params.detokenize else self._decode(prompt_ids, seq.token_ids)
         return Completion(
-            output=seq.text,
+            output=text,
             finish_reason=seq.finish_reason or "stop",
             prompt_tokens=len(prompt_ids),
             output_tokens=len(seq.token_ids),
@@ -96,6 +102,18 @@ class VllmEngine:
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
+
+    def _decode(self, prompt_ids: list[int], token_ids: Any) -> str:
+        """The text of a finished request, as vLLM's incremental detokenizer makes it: decoded after
+        the prompt's last tokens, since a token's leading space (SentencePiece's "▁") is dropped
+        at the start of a decode but not after other text."""
+        tok, out = self._tokenizer, list(token_ids)
+        context = prompt_ids[-_CONTEXT_TOKENS:]
+        head = str(tok.decode(context, skip_special_tokens=True))
+        full = str(tok.decode(context + out, skip_special_tokens=True))
+        if head and "\ufffd" not in head and full.startswith(head):
+            return full[len(head) :]
+        return str(tok.decode(out, skip_special_tokens=True))
 
     # ---- per-job translation ---------------------------------------------------------------
 
@@ -142,6 +160,8 @@ class VllmEngine:
                 seed=s.seed,
                 structured_outputs=structured,
                 output_kind=RequestOutputKind.FINAL_ONLY,
+                # Stop strings are matched on the text as it grows; without them, decode once.
+                detokenize=bool(s.stop),
             )
         except ValueError as exc:
             raise JobError("invalid_sampling", str(exc)) from exc
