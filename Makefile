@@ -47,9 +47,10 @@ test: $(STAMP) $(FAUST_VENV)/.installed lint typecheck ## lint, type-check, unit
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
 
-chaos: $(STAMP) ## the chaos suite, both delivery modes; tables go to RELIABILITY.md (make test runs it too)
+chaos: $(STAMP) ## the chaos suite (both delivery modes, and a 3-node cluster); tables go to RELIABILITY.md (make test runs it too)
 	$(BIN)/python -m tests.chaos.harness --write RELIABILITY.md
 	$(BIN)/python -m tests.chaos.harness --exactly-once --write RELIABILITY.md
+	$(BIN)/python -m tests.chaos.harness --nodes 3 --write RELIABILITY.md
 
 integration: $(STAMP) ## integration tests on the real broker
 	$(BIN)/pytest -q tests/integration

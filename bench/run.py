@@ -11,7 +11,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import batch, consumers, drain, gateway, http_clients, logab, loginstr, patterns, plumbing, sink
+from bench import (
+    batch,
+    consumers,
+    drain,
+    gateway,
+    http_clients,
+    logab,
+    loginstr,
+    patterns,
+    plumbing,
+    scaleout,
+    sink,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,17 +81,20 @@ def gpu_rows() -> list[str]:
     return rows
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Run every section (or those whose titles start with one of `only`) into BENCHMARKS.md."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
     ).stdout.strip()
+    command = "make bench" if not only else " ".join(["python bench/run.py", *(repr(o) for o in only)])
+    stamp = f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{commit}` by `{command}`._"
     head = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (bench/run.py); every figure below comes from that run.",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{commit}` on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; the broker is the local KRaft node "
-        "that the benchmark starts (same machine, so it competes for the same cores).",
+        "Written by `make bench` (bench/run.py), or one section by `python bench/run.py TITLE`; each",
+        "section says when, at which commit and by which command it was measured. On "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; the broker is "
+        "the local KRaft node that the benchmark starts (same machine, so it competes for the same cores).",
         "Ratios are measured side by side in one run; absolute numbers on these shared machines are noisy.",
         "",
     ]
@@ -110,6 +125,13 @@ def main() -> None:
             "| cost |\n"
             "| --- | --- | --- | --- | --- | --- | --- |",
             plumbing.main,
+        ),
+        (
+            "Scale-out: N workers on P partitions (bench/scaleout.py)",
+            scaleout.__doc__ or "",
+            "| workers N | P = 12: jobs/s, median (range of 3) | speed-up vs N = 1 | law P / ceil(P/N) "
+            "| P = 48: jobs/s | speed-up | law |\n| --- | --- | --- | --- | --- | --- | --- |",
+            scaleout.main,
         ),
         (
             "Logging's cost end to end, switched inside one worker (bench/logab.py)",
@@ -163,15 +185,36 @@ def main() -> None:
             consumers.main,
         ),
     ]
+    path = ROOT / "BENCHMARKS.md"
+    kept = _sections(path.read_text()) if only and path.exists() else {}
     body: list[str] = []
     for title, text, table_head, fn in sections:
+        if only and not any(title.startswith(o) for o in only):
+            if title in kept:
+                body += kept[title]
+            continue
         print(f"running: {title}", flush=True)
         rows = fn()
-        body += [f"## {title}", "", text, "", table_head, *rows, ""]
+        recorded = title.startswith("GPU")  # no GPU here: the table is rendered from the records
+        line = stamp.replace("Measured", "Table rendered from the recorded runs") if recorded else stamp
+        body += [f"## {title}", "", line, "", text, "", table_head, *rows, ""]
         print("\n".join(rows), flush=True)
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(head + body))
+    path.write_text("\n".join(head + body))
     print("wrote BENCHMARKS.md")
 
 
+def _sections(text: str) -> dict[str, list[str]]:
+    """The file's sections by title, each as its lines (from its "## " heading on)."""
+    out: dict[str, list[str]] = {}
+    title = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            out[title] = []
+        if title is not None:
+            out[title].append(line)
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -5,6 +5,9 @@ Used by `make broker`, the pytest session fixture and `make demo` alike:
     fetch_kafka(cache)   Maven copies the pinned broker jars into <cache>/kafka-<version>/lib (once)
     start_broker(cache)  formats a fresh KRaft log dir, starts the JVM on free ports, waits until an
                          AdminClient answers, and returns a LocalBroker whose stop() shuts it down.
+    start_cluster(cache, nodes=3)  the production topology in miniature: N combined broker+controller
+                         nodes (a static quorum, one cluster id formatted into each log dir),
+                         replication factor min(N, 3) and min.insync.replicas one less (at least 1).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from sluice.errors import ConfigError
 
-__all__ = ["KAFKA_VERSION", "LocalBroker", "fetch_kafka", "start_broker"]
+__all__ = ["KAFKA_VERSION", "LocalBroker", "LocalCluster", "fetch_kafka", "start_broker", "start_cluster"]
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
@@ -63,8 +66,8 @@ logger.raftserver.level = INFO
 """
 
 _SERVER_PROPERTIES = """process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -73,13 +76,15 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data_dir}
 num.partitions=1
 num.recovery.threads.per.data.dir=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
+default.replication.factor={replicas}
+min.insync.replicas={min_isr}
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 auto.create.topics.enable=false
@@ -196,54 +201,107 @@ def start_broker(
     ready_timeout: float = 90.0,
 ) -> LocalBroker:
     """Fetch (if needed), format and start a one-node KRaft broker; return once it answers."""
+    ports = [port or free_port()]
+    return start_cluster(cache_dir, 1, heap=heap, ports=ports, ready_timeout=ready_timeout).nodes[0]
+
+
+@dataclass
+class LocalCluster:
+    """Local KRaft nodes sharing one cluster id; stop() stops them all."""
+
+    nodes: list[LocalBroker]
+    replication_factor: int
+    min_insync_replicas: int
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> LocalBroker:
+        """The node with this `node.id` (1-based, as Kafka reports leaders)."""
+        return self.nodes[node_id - 1]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_cluster(
+    cache_dir: Path,
+    nodes: int = 3,
+    *,
+    heap: str = "512m",
+    ports: list[int] | None = None,
+    ready_timeout: float = 90.0,
+) -> LocalCluster:
+    """Fetch (if needed), format and start `nodes` combined KRaft nodes; return once all answer."""
+    if nodes < 1:
+        raise ConfigError(f"nodes must be at least 1, got {nodes}")
     java = _require("java", "the local Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)")
     lib = fetch_kafka(cache_dir)
-    workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir))
-    port = port or free_port()
-    props = workdir / "server.properties"
-    props.write_text(
-        _SERVER_PROPERTIES.format(port=port, controller_port=free_port(), data_dir=workdir / "data")
-    )
-    log4j = workdir / "log4j2.properties"
-    log4j.write_text(_LOG4J2)
+    ports = ports or [free_port() for _ in range(nodes)]
+    controllers = [free_port() for _ in range(nodes)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, c in enumerate(controllers))
+    replicas = min(nodes, 3)
+    min_isr = max(1, replicas - 1)
+    cluster_id = _cluster_id()
     classpath = f"{lib}{os.sep}*"
-    fmt = [
-        java,
-        "-cp",
-        classpath,
-        "kafka.tools.StorageTool",
-        "format",
-        "-t",
-        _cluster_id(),
-        "-c",
-        str(props),
-    ]
-    done = subprocess.run(fmt, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ConfigError(f"formatting KRaft storage failed:\n{(done.stdout + done.stderr)[-2000:]}")
-    cmd = [
-        java,
-        f"-Xms{heap}",
-        f"-Xmx{heap}",
-        "-XX:+UseG1GC",
-        "-XX:TieredStopAtLevel=1",
-        f"-Dlog4j2.configurationFile={log4j}",
-        "-cp",
-        classpath,
-        "kafka.Kafka",
-        str(props),
-    ]
-    log_path = workdir / "broker.log"
-    broker = LocalBroker(f"127.0.0.1:{port}", _launch(cmd, log_path), workdir, log_path, _config=cmd)
+    started: list[LocalBroker] = []
     try:
-        _wait_ready(broker, ready_timeout)
+        for i in range(nodes):
+            workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir))
+            props = workdir / "server.properties"
+            props.write_text(
+                _SERVER_PROPERTIES.format(
+                    node_id=i + 1,
+                    voters=voters,
+                    port=ports[i],
+                    controller_port=controllers[i],
+                    data_dir=workdir / "data",
+                    replicas=replicas,
+                    min_isr=min_isr,
+                )
+            )
+            log4j = workdir / "log4j2.properties"
+            log4j.write_text(_LOG4J2)
+            fmt = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+            done = subprocess.run([java, "-cp", classpath, *fmt], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise ConfigError(f"formatting KRaft storage failed:\n{(done.stdout + done.stderr)[-2000:]}")
+            cmd = [
+                java,
+                f"-Xms{heap}",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={log4j}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ]
+            log_path = workdir / "broker.log"
+            started.append(
+                LocalBroker(f"127.0.0.1:{ports[i]}", _launch(cmd, log_path), workdir, log_path, _config=cmd)
+            )
+        # A node answers only once the quorum has a leader: start them all, then wait for each.
+        for node in started:
+            _wait_ready(node, ready_timeout, expect_brokers=nodes)
     except BaseException:
-        broker.stop()
+        for node in started:
+            node.stop()
         raise
-    return broker
+    return LocalCluster(started, replicas, min_isr)
 
 
-def _wait_ready(broker: LocalBroker, timeout: float) -> None:
+def _wait_ready(broker: LocalBroker, timeout: float, expect_brokers: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "log_level": 0})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -251,7 +309,7 @@ def _wait_ready(broker: LocalBroker, timeout: float) -> None:
             raise ConfigError(f"Kafka exited with {broker.process.returncode}:\n{_tail(broker.log_path)}")
         try:
             meta = admin.list_topics(timeout=1.0)
-            if meta.brokers:
+            if len(meta.brokers) >= expect_brokers:
                 return
         except Exception:
             time.sleep(0.2)

@@ -47,22 +47,30 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from sluice.broker import start_broker
+    from sluice.broker import free_port, start_cluster
 
-    # The JVM runs in a session of its own (so Ctrl-C reaches us first): a supervisor's SIGTERM, a
-    # closed terminal's SIGHUP or Ctrl-C must all stop it, or it outlives us holding its ports.
+    # The JVMs run in sessions of their own (so Ctrl-C reaches us first): a supervisor's SIGTERM, a
+    # closed terminal's SIGHUP or Ctrl-C must all stop them, or they outlive us holding their ports.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
-    broker = start_broker(_cache_dir(), port=args.port)
+    if args.nodes < 1:
+        print(f"error: --nodes must be at least 1, got {args.nodes}", file=sys.stderr)
+        return 2
+    ports = [args.port or free_port()] + [free_port() for _ in range(args.nodes - 1)]
+    cluster = start_cluster(_cache_dir(), args.nodes, ports=ports)
     try:
-        print(f"Kafka {broker.bootstrap_servers} ready (log: {broker.log_path}); Ctrl-C stops it", flush=True)
-        print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
-        while broker.process.poll() is None:
+        logs = ", ".join(str(node.log_path) for node in cluster.nodes)
+        what = "Kafka" if args.nodes == 1 else f"Kafka cluster of {args.nodes} nodes"
+        print(f"{what} {cluster.bootstrap_servers} ready (logs: {logs}); Ctrl-C stops it", flush=True)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}", flush=True)
+        if cluster.replication_factor > 1:
+            print(f"export SLUICE_REPLICATION_FACTOR={cluster.replication_factor}", flush=True)
+        while all(node.process.poll() is None for node in cluster.nodes):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        broker.stop()
+        cluster.stop()
     return 0
 
 
@@ -307,7 +315,14 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("broker", cmd_broker, "run a local Kafka broker").add_argument("--port", type=int)
+    b = add("broker", cmd_broker, "run a local Kafka broker (or --nodes 3: a local KRaft cluster)")
+    b.add_argument("--port", type=int, help="the first node's client port (default: a free one)")
+    b.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes of a static KRaft quorum; 3 gives replication 3 and min.insync.replicas 2",
+    )
     topics = add("topics", cmd_topics, "manage topics")
     topics.add_argument("action", choices=["create"])
     topics.add_argument("--partitions", dest="jobs_partitions", type=int)

@@ -161,6 +161,7 @@ class KafkaSettings(BaseSettings):
         """The variables that point a child `sluice` process at this cluster and these topics."""
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "SLUICE_REPLICATION_FACTOR": str(self.replication_factor),
             "SLUICE_JOBS_TOPIC": self.jobs_topic,
             "SLUICE_HIGH_TOPIC": self.high_topic,
             "SLUICE_RESULTS_TOPIC": self.results_topic,

@@ -41,9 +41,10 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from producer.client import JobProducer, Submitted
-from sluice.broker import LocalBroker, free_port, start_broker
+from sluice.broker import LocalCluster, free_port, start_cluster
 from sluice.contract import Job, SamplingParams
 from sluice.kafka import create_topics
 from sluice.settings import KafkaSettings, ProducerSettings
@@ -68,6 +69,7 @@ class Plan:
     sink_kills_at: tuple[float, ...] = (18.0, 41.0)
     flap_until: float = 55.0
     exactly_once: bool = False
+    nodes: int = 1  # 3: a KRaft cluster (replication 3, min.insync.replicas 2); its leader is killed
     seed: int = 7
     settle_timeout_s: float = 300.0
 
@@ -98,6 +100,7 @@ class Report:
     worker_leaves: int = 0
     worker_crashes: int = 0
     broker_restarts: int = 0
+    killed_node: int = 0  # the node.id of the broker killed
     sink_kills: int = 0
     receiver_outages: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -112,7 +115,13 @@ class Report:
             ("jobs submitted (acknowledged by Kafka)", f"{self.submitted:,} ({self.submit_errors} refused)"),
             ("worker SIGKILLs", str(self.worker_kills)),
             ("rebalance storm: workers joined / left", f"{self.worker_joins} / {self.worker_leaves}"),
-            ("broker SIGKILLed and restarted", str(self.broker_restarts)),
+            ("Kafka", "1 node" if p.nodes == 1 else f"{p.nodes} nodes, replication 3, min.insync.replicas 2"),
+            (
+                "broker SIGKILLed and restarted",
+                str(self.broker_restarts)
+                if p.nodes == 1
+                else f"{self.broker_restarts} (node {self.killed_node}, the leader of most jobs partitions)",
+            ),
             ("sink SIGKILLed and restarted", str(self.sink_kills)),
             ("receiver outages", outages),
             ("jobs with a final result", f"{self.jobs_with_result:,}"),
@@ -326,10 +335,11 @@ class Processes:
                     proc.kill()
 
 
-def _settings(bootstrap: str, prefix: str) -> ProducerSettings:
+def _settings(bootstrap: str, prefix: str, replication_factor: int = 1) -> ProducerSettings:
     return ProducerSettings(
         delivery_timeout_ms=300_000,
         bootstrap_servers=bootstrap,
+        replication_factor=replication_factor,
         jobs_topic=f"{prefix}-jobs",
         high_topic=f"{prefix}-jobs.high",
         results_topic=f"{prefix}-results",
@@ -431,10 +441,11 @@ class ResultsWatch:
 def _schedule(
     plan: Plan,
     procs: Processes,
-    broker: LocalBroker,
+    cluster: LocalCluster,
     receiver: FlappingReceiver,
     report: Report,
     rng: random.Random,
+    jobs_topic: str,
 ) -> list[tuple[float, str, Callable[[], None]]]:
     events: list[tuple[float, str, Callable[[], None]]] = []
     span = plan.jobs / plan.rate
@@ -448,12 +459,16 @@ def _schedule(
         t += every
 
     def broker_restart() -> None:
+        node_id = _busiest_leader(cluster, jobs_topic)
+        report.killed_node = node_id
+        broker = cluster.node(node_id)
         broker.kill()
         time.sleep(2.0)
         broker.restart()
         report.broker_restarts += 1
 
-    events.append((plan.broker_restart_at, "SIGKILL the broker, restart it", broker_restart))
+    what = "the broker" if plan.nodes == 1 else "the node leading most jobs partitions"
+    events.append((plan.broker_restart_at, f"SIGKILL {what}, restart it", broker_restart))
     for at in plan.sink_kills_at:
         events.append((at, "SIGKILL the sink", procs.kill_sink))
     t, cycle = 2.0, [("500", 2.0), ("down", 3.0), ("429", 2.0)]
@@ -517,11 +532,10 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
     tmp = Path(tempfile.mkdtemp(prefix="chaos-", dir=cache_dir()))
     logs = log_dir or tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    broker = start_broker(cache_dir())
-    broker.keep_data = False
+    cluster = start_cluster(cache_dir(), plan.nodes)
     receiver = FlappingReceiver()
     receiver.start()
-    s = _settings(broker.bootstrap_servers, f"chaos{uuid.uuid4().hex[:6]}")
+    s = _settings(cluster.bootstrap_servers, f"chaos{uuid.uuid4().hex[:6]}", cluster.replication_factor)
     create_topics(
         s,
         [
@@ -532,7 +546,7 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
         ],
     )
     procs = Processes(_child_env(s, plan, tmp), logs, report, plan.workers)
-    watch = ResultsWatch(broker.bootstrap_servers, s.results_topic)
+    watch = ResultsWatch(cluster.bootstrap_servers, s.results_topic)
     acked: set[str] = set()
     started = time.monotonic()
     supervising = threading.Event()
@@ -545,7 +559,7 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
         procs.start()
         threading.Thread(target=supervisor, name="supervisor", daemon=True).start()
         t0 = time.monotonic()
-        events = _schedule(plan, procs, broker, receiver, report, rng)
+        events = _schedule(plan, procs, cluster, receiver, report, rng, s.jobs_topic)
         injector = threading.Thread(target=_inject, args=(events, t0, report, supervising), daemon=True)
         injector.start()
         acked = _submit(plan, s, receiver.url, report, t0)
@@ -561,10 +575,24 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
         supervising.set()
         procs.stop_all()
         watch.close()
-        _verify(report, broker.bootstrap_servers, s, acked, receiver)
+        _verify(report, cluster.bootstrap_servers, s, acked, receiver)
         receiver.stop()
-        broker.stop()
+        cluster.stop()
     return report
+
+
+def _busiest_leader(cluster: LocalCluster, topic: str) -> int:
+    """The node.id leading most of `topic`'s partitions (the first node if metadata is unreadable)."""
+    if len(cluster.nodes) == 1:
+        return 1
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0})
+    try:
+        leaders = Counter(
+            p.leader for p in admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        )
+    except Exception:
+        return 1
+    return leaders.most_common(1)[0][0] if leaders else 1
 
 
 def _verify(
@@ -600,6 +628,8 @@ def _verify(
 def write_table(path: Path, report: Report, command: str) -> None:
     """Replace the chaos section of RELIABILITY.md (between its markers) with this run's table."""
     mode = "exactly-once" if report.plan.exactly_once else "at-least-once"
+    if report.plan.nodes > 1:
+        mode += f"-{report.plan.nodes}-nodes"
     begin, end = f"<!-- chaos:{mode}:begin -->", f"<!-- chaos:{mode}:end -->"
     text = path.read_text()
     section = f"{begin}\nRun by `{command}` on {time.strftime('%Y-%m-%d')}:\n\n{report.table()}\n{end}"
@@ -614,9 +644,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--exactly-once", action="store_true")
+    parser.add_argument("--nodes", type=int, default=1, help="3: a KRaft cluster whose leader is killed")
     parser.add_argument("--write", type=Path, help="put the table into this file (RELIABILITY.md)")
     args = parser.parse_args()
-    report = run(Plan(jobs=args.jobs, exactly_once=args.exactly_once))
+    report = run(Plan(jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes))
     print("\n".join(report.events))
     print(report.table())
     if args.write:

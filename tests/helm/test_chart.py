@@ -409,6 +409,10 @@ def test_without_autoscaling_the_replica_count_is_fixed() -> None:
             ["autoscaling.minReplicas=4", "autoscaling.maxReplicas=2"],
             "autoscaling.maxReplicas (2) is below autoscaling.minReplicas (4)",
         ),
+        (
+            ["autoscaling.maxReplicas=16"],
+            "autoscaling.maxReplicas (16) is above kafka.partitions (12): workers beyond the partition count",
+        ),
         (["kafka.securityProtocol=SASL_SSL"], "kafka.securityProtocol SASL_SSL needs kafka.sasl.mechanism"),
         (
             ["kafka.securityProtocol=SASL_SSL", "kafka.sasl.mechanism=PLAIN"],
@@ -425,3 +429,10 @@ def test_bad_values_fail_with_a_message_naming_them(sets: list[str], message: st
     done = tools.template(*sets)
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_idle_consumers_beyond_the_partitions_only_when_asked() -> None:
+    docs = tools.render("autoscaling.maxReplicas=16", "autoscaling.allowIdleConsumers=true")
+    scaled = one(docs, "ScaledObject", "-worker")
+    assert scaled["spec"]["maxReplicaCount"] == 16
+    assert {t["metadata"]["allowIdleConsumers"] for t in scaled["spec"]["triggers"]} == {"true"}

@@ -1,4 +1,5 @@
-"""`sluice broker` stops its JVM however it is asked to stop, so no broker outlives it."""
+"""`sluice broker` stops its JVM however it is asked to stop, so no broker outlives it; with
+`--nodes 3` it is a replicated cluster."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import sys
 import time
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from sluice.broker import free_port
+from sluice.kafka import create_topics
+from sluice.settings import KafkaSettings
+from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
 
 
@@ -47,6 +52,55 @@ def test_a_signal_to_sluice_broker_stops_the_jvm(sig: signal.Signals) -> None:
         while _listening(port) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _listening(port), f"a broker still listens on {port} after {sig.name}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_sluice_broker_nodes_3_is_a_replicated_cluster_that_stops_whole() -> None:
+    port = free_port()
+    env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sluice.cli", "broker", "--nodes", "3", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    try:
+        deadline, seen = time.monotonic() + 180, b""
+        while (
+            b"SLUICE_REPLICATION_FACTOR" not in seen and time.monotonic() < deadline and proc.poll() is None
+        ):
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += os.read(proc.stdout.fileno(), 4096)
+        text = seen.decode(errors="replace")
+        assert "export SLUICE_REPLICATION_FACTOR=3" in text, text
+        bootstrap = text.split("export KAFKA_BOOTSTRAP_SERVERS=")[1].split()[0]
+        ports = [int(a.rsplit(":", 1)[1]) for a in bootstrap.split(",")]
+        assert len(ports) == 3 and ports[0] == port and all(_listening(p) for p in ports)
+
+        # A topic made as Sluice makes them is on all three nodes, all in sync, and refuses
+        # acks=all writes below two in-sync replicas.
+        settings = KafkaSettings(bootstrap_servers=bootstrap, replication_factor=3)
+        create_topics(settings, [TopicSpec("replicated", 3, {"cleanup.policy": "delete"})])
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        meta = admin.list_topics("replicated", timeout=30)
+        assert len(meta.brokers) == 3
+        for p in meta.topics["replicated"].partitions.values():
+            assert sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3], (p.replicas, p.isrs)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, "replicated")
+        config = admin.describe_configs([resource])[resource].result(30)
+        assert config["min.insync.replicas"].value == "2"
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
+        deadline = time.monotonic() + 10
+        while any(_listening(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_listening(p) for p in ports), "a node still listens after SIGTERM"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -105,6 +105,9 @@ securityContext: {{ toYaml .Values.podSecurityContext | nindent 2 }}
 {{- if and $a.enabled (lt (int $a.maxReplicas) (int $a.minReplicas)) -}}
 {{- fail (printf "autoscaling.maxReplicas (%v) is below autoscaling.minReplicas (%v)" $a.maxReplicas $a.minReplicas) -}}
 {{- end -}}
+{{- if and $a.enabled (gt (int $a.maxReplicas) (int .Values.kafka.partitions)) (not $a.allowIdleConsumers) -}}
+{{- fail (printf "autoscaling.maxReplicas (%v) is above kafka.partitions (%v): workers beyond the partition count sit idle; raise kafka.partitions, lower maxReplicas, or set autoscaling.allowIdleConsumers=true" $a.maxReplicas .Values.kafka.partitions) -}}
+{{- end -}}
 {{- $k := .Values.kafka -}}
 {{- if and (hasPrefix "SASL_" $k.securityProtocol) (not $k.sasl.mechanism) -}}
 {{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)" $k.securityProtocol) -}}
