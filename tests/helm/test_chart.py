@@ -410,7 +410,7 @@ def test_without_autoscaling_the_replica_count_is_fixed() -> None:
             "autoscaling.maxReplicas (2) is below autoscaling.minReplicas (4)",
         ),
         (
-            ["autoscaling.maxReplicas=16"],
+            ["autoscaling.maxReplicas=16", "kafka.partitions=12"],
             "autoscaling.maxReplicas (16) is above kafka.partitions (12): workers beyond the partition count",
         ),
         (["kafka.securityProtocol=SASL_SSL"], "kafka.securityProtocol SASL_SSL needs kafka.sasl.mechanism"),
@@ -432,7 +432,9 @@ def test_bad_values_fail_with_a_message_naming_them(sets: list[str], message: st
 
 
 def test_idle_consumers_beyond_the_partitions_only_when_asked() -> None:
-    docs = tools.render("autoscaling.maxReplicas=16", "autoscaling.allowIdleConsumers=true")
+    docs = tools.render(
+        "kafka.partitions=12", "autoscaling.maxReplicas=16", "autoscaling.allowIdleConsumers=true"
+    )
     scaled = one(docs, "ScaledObject", "-worker")
     assert scaled["spec"]["maxReplicaCount"] == 16
     assert {t["metadata"]["allowIdleConsumers"] for t in scaled["spec"]["triggers"]} == {"true"}
