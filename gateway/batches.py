@@ -63,6 +63,9 @@ class Batch:
     output_bytes: int = 0
     error_bytes: int = 0
     times: dict[str, int] = field(default_factory=dict)  # in_progress_at, finalizing_at, ...
+    # time.time() at creation: lists are ordered by it (created_at is whole seconds, and two
+    # batches created in one second must still list newest first, the same on every page).
+    created: float = 0.0
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

@@ -66,9 +66,10 @@ async def create_batch(request: web.Request) -> web.Response:
         metadata = _metadata(body.get("metadata"))
     except ValueError as exc:
         return error(400, "invalid_metadata", str(exc), param="metadata")
-    now = int(time.time())
+    created = time.time()
+    now = int(created)
     batch = Batch(new_batch_id(), tenant, endpoint, meta.id, body["completion_window"], now, now + window)
-    batch.metadata = metadata
+    batch.metadata, batch.created = metadata, created
     request.app[BATCHES].save(batch)
     request.app[DRIVER].request(batch.id, "create")
     return json(200, batch.public())
@@ -94,7 +95,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
 
 async def list_batches(request: web.Request) -> web.Response:
     mine = request.app[BATCHES].of(caller(request).tenant)
-    mine.sort(key=lambda b: (b.created_at, b.id), reverse=True)
+    mine.sort(key=lambda b: (b.created or b.created_at, b.id), reverse=True)
     query = {"limit": "20", **request.query}
     try:
         return json(200, page(mine, query, lambda b: b.id, Batch.public, max_limit=100))
