@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from sluice.broker import free_port
@@ -87,12 +88,27 @@ def test_sluice_broker_nodes_3_is_a_replicated_cluster_that_stops_whole() -> Non
         settings = KafkaSettings(bootstrap_servers=bootstrap, replication_factor=3)
         create_topics(settings, [TopicSpec("replicated", 3, {"cleanup.policy": "delete"})])
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        meta = admin.list_topics("replicated", timeout=30)
+        deadline = time.monotonic() + 60
+        while True:  # a new topic's metadata reaches every node within moments, not at once
+            meta = admin.list_topics("replicated", timeout=30)
+            parts = meta.topics["replicated"].partitions.values()
+            if len(parts) == 3 and all(sorted(p.isrs) == [1, 2, 3] for p in parts):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert len(meta.brokers) == 3
         for p in meta.topics["replicated"].partitions.values():
             assert sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3], (p.replicas, p.isrs)
         resource = ConfigResource(ConfigResource.Type.TOPIC, "replicated")
-        config = admin.describe_configs([resource])[resource].result(30)
+        deadline, config = time.monotonic() + 60, None
+        while config is None:
+            try:
+                config = admin.describe_configs([resource])[resource].result(30)
+            except KafkaException:  # the node asked may not know the new topic yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         assert config["min.insync.replicas"].value == "2"
 
         proc.send_signal(signal.SIGTERM)
