@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from gateway.auth import KEYS, LIMITS, authenticate
 from gateway.batches import BATCH_FILES, Batch, Batches, BatchFiles
 from gateway.batches_api import BATCHES, DRIVER
 from gateway.driver import BatchDriver
+from gateway.expiry import sweep
 from gateway.files import Files, open_files
 from gateway.files_api import FILES
 from gateway.jobs import (
@@ -42,6 +44,7 @@ from gateway.openapi import document
 from gateway.replies import json
 from producer.client import JobProducer
 from sluice.cancels import Cancellations
+from sluice.errors import KafkaOperationError
 from sluice.kafka import consumer_config, ensure_topics, producer_config, reader_config
 from sluice.loop import run as run_loop
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings
@@ -97,13 +100,20 @@ def create_app(
     return app
 
 
-async def _follow(keys: ApiKeys, tables: list[Table[Any]], stop: asyncio.Event) -> None:
+async def _follow(keys: ApiKeys, files: Files, batches: Batches, stop: asyncio.Event) -> None:
     """Keys, files and batches written anywhere hold here within about a second (batches sooner:
-    their owner moves them along)."""
+    their owner moves them along); expired files are deleted about once a minute."""
+    swept = 0.0
     while not stop.is_set():
         keys.step()
-        for table in tables:
-            table.step()
+        files.table.step()
+        batches.table.step()
+        if time.monotonic() - swept >= 60:
+            swept = time.monotonic()
+            try:
+                await sweep(files, batches, time.time())
+            except KafkaOperationError as exc:  # the next sweep tries again
+                log.warning("expired files not deleted", extra={"error": str(exc)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -160,7 +170,7 @@ def run_api(settings: ApiSettings) -> int:
         await web.TCPSite(runner, settings.host, settings.port).start()
         log.info("api listening", extra={"host": settings.host, "port": settings.port})
         following = asyncio.create_task(follower.run(stop))
-        watching = asyncio.create_task(_follow(keys, [files.table, table], stop))
+        watching = asyncio.create_task(_follow(keys, files, batches, stop))
         driving = asyncio.create_task(driver.run(stop))
         await stop.wait()
         await runner.cleanup()

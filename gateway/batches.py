@@ -156,9 +156,12 @@ class BatchFiles:
             return None
         kind = match.group(2)
         wanted = batch.output_file_id if kind == "output" else batch.error_file_id
-        return (batch, kind) if wanted == file_id else None
+        if wanted != file_id or self.files.table.get(batch.input_file_id) is None:
+            return None  # rendered from the input file: deleted or expired with it
+        return batch, kind
 
     def public(self, batch: Batch, kind: str) -> dict[str, Any]:
+        source = self.files.table.get(batch.input_file_id)  # the file expires with its source
         return {
             "id": f"file-{batch.id}-{kind}",
             "object": "file",
@@ -168,7 +171,7 @@ class BatchFiles:
             "purpose": "batch_output",
             "status": "processed",
             "status_details": None,
-            "expires_at": None,
+            "expires_at": source.expires_at if source else None,
         }
 
     async def lines(self, batch: Batch, kind: str) -> AsyncIterator[bytes]:

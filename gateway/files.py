@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from sluice.clients import ReaderLike
+from sluice.clients import ProducerLike, ReaderLike
 from sluice.errors import KafkaOperationError
 from sluice.kafka import produce, producer_config, reader_config
 from sluice.settings import KafkaSettings
@@ -46,6 +46,7 @@ class FileMeta:
     size: int
     created: float  # time.time() when stored: lists are ordered by it
     chunks: list[int] = field(default_factory=list)  # offsets in the chunks topic, in order
+    expires_at: int | None = None  # OpenAI's `expires_after`: deleted once this has passed
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -65,7 +66,7 @@ class FileMeta:
             "purpose": self.purpose,
             "status": "processed",
             "status_details": None,
-            "expires_at": None,
+            "expires_at": self.expires_at,
         }
 
 
@@ -84,7 +85,7 @@ class Files:
         self,
         settings: KafkaSettings,
         table: Table[FileMeta],
-        producer: Producer,
+        producer: ProducerLike,
         reader: Callable[[], ReaderLike],
     ) -> None:
         self.settings = settings
@@ -142,6 +143,11 @@ class Files:
         self.table.put(file_id, meta, meta.encode())
         await self._acknowledged(failures)
         return meta
+
+    async def save(self, meta: FileMeta) -> None:
+        """Write a changed record of a stored file; returns once Kafka has it."""
+        self.table.put(meta.id, meta, meta.encode())
+        await self._acknowledged([])
 
     async def _acknowledged(self, failures: list[str]) -> None:
         left = await asyncio.to_thread(self._producer.flush, 30)

@@ -4,6 +4,7 @@ content, delete, and list (after, limit, order, purpose), each file visible to i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -19,6 +20,7 @@ __all__ = ["FILES", "routes"]
 
 FILES: web.AppKey[Files] = web.AppKey("files", Files)
 PURPOSES = ("batch",)
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 30 * 24 * 3600  # OpenAI's bounds on expires_after.seconds
 
 
 def _missing(file_id: str) -> web.Response:
@@ -43,8 +45,9 @@ async def create_file(request: web.Request) -> web.Response:
             400, "invalid_request", "upload the file as multipart/form-data with `file` and `purpose`"
         )
     limit = request.app[SETTINGS].max_file_bytes
+    expiry: dict[str, str] = {}
     try:
-        purpose, meta = await _read_upload(request, files, tenant, limit)
+        purpose, meta = await _read_upload(request, files, tenant, limit, expiry)
     except FileTooLarge as exc:
         return error(413, "file_too_large", str(exc), param="file")
     except (ValueError, RuntimeError, HttpProcessingError) as exc:  # aiohttp's words for a malformed body
@@ -59,14 +62,45 @@ async def create_file(request: web.Request) -> web.Response:
             f"purpose must be one of {list(PURPOSES)}, got {purpose!r}",
             param="purpose",
         )
+    try:
+        expires_at = _expires_at(expiry, meta.created)
+    except ExpiryError as exc:
+        await files.delete(meta)
+        return error(400, "invalid_expires_after", str(exc), param=exc.param)
+    if expires_at is not None:
+        meta = replace(meta, expires_at=expires_at)
+        await files.save(meta)
     return json(200, meta.public())
 
 
+class ExpiryError(ValueError):
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _expires_at(expiry: dict[str, str], created: float) -> int | None:
+    """The expiry time asked for by `expires_after[anchor]` and `expires_after[seconds]` (the
+    openai client's form fields), within OpenAI's bounds; None when not asked for."""
+    if not expiry:
+        return None
+    anchor, seconds = expiry.get("anchor"), expiry.get("seconds")
+    if anchor != "created_at":
+        raise ExpiryError(
+            f"expires_after.anchor must be 'created_at', got {anchor!r}", "expires_after.anchor"
+        )
+    if seconds is None or not seconds.strip().isdigit() or not MIN_EXPIRY_S <= int(seconds) <= MAX_EXPIRY_S:
+        bounds = f"from {MIN_EXPIRY_S} to {MAX_EXPIRY_S}"
+        message = f"expires_after.seconds must be a whole number {bounds}, got {seconds!r}"
+        raise ExpiryError(message, "expires_after.seconds")
+    return int(created) + int(seconds)
+
+
 async def _read_upload(
-    request: web.Request, files: Files, tenant: str, limit: int
+    request: web.Request, files: Files, tenant: str, limit: int, expiry: dict[str, str]
 ) -> tuple[str | None, FileMeta | None]:
-    """(purpose, the stored file) of a multipart upload; a file stored before a later part turns
-    out malformed is deleted again."""
+    """(purpose, the stored file) of a multipart upload, `expires_after[...]` fields into
+    `expiry`; a file stored before a later part turns out malformed is deleted again."""
     purpose: str | None = None
     meta: FileMeta | None = None
     try:
@@ -76,6 +110,8 @@ async def _read_upload(
                 continue
             if part.name == "purpose":
                 purpose = (await part.text()).strip()
+            elif part.name in ("expires_after[anchor]", "expires_after[seconds]"):
+                expiry[part.name[len("expires_after[") : -1]] = (await part.text()).strip()
             elif part.name == "file" and meta is None:
                 meta = await files.store(tenant, part.filename or "upload", "batch", _chunks(part), limit)
     except BaseException:

@@ -74,11 +74,15 @@ class JobProducer:
         """`client` and `lag` replace the Kafka producer and the lag guard (tests); otherwise they
         are built from `settings` (plus librdkafka `client_overrides`)."""
         self.settings = settings
-        self._producer = client or Producer(
-            producer_config(
-                settings,
-                **{"delivery.timeout.ms": settings.delivery_timeout_ms},
-                **client_overrides,
+        self._producer = (
+            client
+            if client is not None
+            else Producer(
+                producer_config(
+                    settings,
+                    **{"delivery.timeout.ms": settings.delivery_timeout_ms},
+                    **client_overrides,
+                )
             )
         )
         self._policy = settings.url_policy()

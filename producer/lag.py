@@ -31,8 +31,14 @@ class LagGuard:
         self.settings = settings
         self._lags: dict[str, tuple[float, int]] = {}  # topic -> (monotonic time read, lag)
         # Reads the workers' committed offsets; it never joins their group or commits.
-        self._client = client or Consumer(
-            reader_config(settings, settings.worker_group_id, **{"client.id": f"lag-{uuid.uuid4().hex[:6]}"})
+        self._client = (
+            client
+            if client is not None
+            else Consumer(
+                reader_config(
+                    settings, settings.worker_group_id, **{"client.id": f"lag-{uuid.uuid4().hex[:6]}"}
+                )
+            )
         )
 
     def check(self, topic: str) -> None:

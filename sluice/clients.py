@@ -59,6 +59,8 @@ class ProducerLike(Protocol):
 
     def flush(self, timeout: float = ...) -> int: ...
 
+    def __len__(self) -> int: ...  # records produced and not yet acknowledged
+
 
 class TransactionalProducer(ProducerLike, Protocol):
     def init_transactions(self, timeout: float = ...) -> None: ...

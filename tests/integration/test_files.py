@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -43,6 +44,16 @@ def test_files_round_trip_through_the_openai_client(env: Env, procs: Procs, tmp_
             other.files.retrieve(uploaded.id)  # another tenant's file does not exist for them
         assert other.files.list().data == []
 
+        assert uploaded.expires_at is None  # kept until deleted unless asked otherwise
+        expiring = oai.files.create(
+            file=("e.jsonl", b"{}\n"),
+            purpose="batch",
+            expires_after={"anchor": "created_at", "seconds": 3600},
+        )
+        assert expiring.expires_at == expiring.created_at + 3600
+        assert oai.files.retrieve(expiring.id).expires_at == expiring.expires_at
+        oai.files.delete(expiring.id)
+
         small = [oai.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose="batch") for i in range(4)]
         first = oai.files.list(limit=2)
         assert len(first.data) == 2 and first.has_more is True
@@ -65,7 +76,7 @@ def test_files_round_trip_through_the_openai_client(env: Env, procs: Procs, tmp_
             assert {f.id for f in replica.files.list()} == {uploaded.id, *(f.id for f in small[1:])}
 
 
-def test_an_upload_without_a_batch_purpose_is_refused_and_not_kept(
+def test_an_upload_with_a_wrong_purpose_or_expiry_is_refused_and_not_kept(
     env: Env, procs: Procs, tmp_path: Path
 ) -> None:
     key = api_key(env)
@@ -75,6 +86,15 @@ def test_an_upload_without_a_batch_purpose_is_refused_and_not_kept(
         with pytest.raises(openai.BadRequestError) as caught:
             oai.files.create(file=("x.txt", b"hello"), purpose="fine-tune")
         assert caught.value.param == "purpose"
+        wrong: list[tuple[Any, str]] = [
+            ({"anchor": "last_active_at", "seconds": 3600}, "expires_after.anchor"),
+            ({"anchor": "created_at", "seconds": 60}, "expires_after.seconds"),  # under OpenAI's hour
+            ({"anchor": "created_at", "seconds": 31 * 24 * 3600}, "expires_after.seconds"),
+        ]
+        for expires_after, param in wrong:
+            with pytest.raises(openai.BadRequestError) as caught:
+                oai.files.create(file=("x.jsonl", b"{}\n"), purpose="batch", expires_after=expires_after)
+            assert (caught.value.code, caught.value.param) == ("invalid_expires_after", param)
         assert oai.files.list().data == []
     no_file = httpx.post(
         f"http://127.0.0.1:{port}/v1/files",

@@ -231,6 +231,9 @@ class FakeProducer:
             time.sleep(min(timeout, 0.01))  # a delivery thread polling a fake must not spin
         return 0
 
+    def __len__(self) -> int:
+        return len(self.unacked)
+
     def flush(self, timeout: float = 0) -> int:
         """Like Producer.flush: acknowledge what auto_ack allows; how many are left unacknowledged."""
         self.poll()
