@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -204,7 +205,7 @@ def engine_settings(name: str) -> Any:
     )
 
 
-async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns: tuple[str, ...]) -> None:
+async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns: tuple[str, ...]) -> None:  # noqa: C901 (one run of every pattern, in order)
     from vllm import LLM
     from vllm import SamplingParams as VSP
     from vllm.sampling_params import RequestOutputKind
@@ -273,19 +274,26 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     async def asyncllm(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
         tok = engine._tokenizer
 
+        submitted: list[float] = []
+
         async def one(i: int, prompt: str, m: int) -> int:
             params = VSP(max_tokens=m, temperature=0.8, output_kind=RequestOutputKind.FINAL_ONLY)
             final = None
-            async for out in engine._llm.generate(
-                {"prompt_token_ids": tok.encode(prompt)}, params, f"a{rep}-{i}"
-            ):
+            ids = tok.encode(prompt)
+            submitted.append(time.perf_counter())
+            async for out in engine._llm.generate({"prompt_token_ids": ids}, params, f"a{rep}-{i}"):
                 final = out
             return len(final.outputs[0].token_ids) if final else 0
 
         t = time.perf_counter()
         counts = await asyncio.gather(*(one(i, p, m) for i, (p, m) in enumerate(work)))
         dt = time.perf_counter() - t
-        return {"tokens": sum(counts), "seconds": dt, "tok_s": sum(counts) / dt}
+        return {
+            "tokens": sum(counts),
+            "seconds": dt,
+            "tok_s": sum(counts) / dt,
+            "submit_span_s": max(submitted) - t,  # until the last request went to the engine
+        }
 
     async def through_kafka(work: list[tuple[str, int]], rep: int, eng: Any) -> dict[str, Any]:
         jobs = jobs_of(work, rep)
@@ -321,6 +329,9 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             "seconds": max(ts for _, ts in results)
             - min(r.started_at.timestamp() for r, _ in results if r.started_at),
             "first_result_s": first - t,
+            "first_start_s": busy[0] - t,
+            # from the first job handed to the engine to the last one
+            "submit_span_s": max(r.started_at.timestamp() for r, _ in results if r.started_at) - busy[0],
             "failed": sum(r.status != "succeeded" for r, _ in results),
         }
 
@@ -344,6 +355,10 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
                 "gpu_util": gpu.mean(t0, t1),
             }
             emit(rec)
+    profile_dir = os.environ.get("BENCH_PROFILE", "")  # py-spy over one more run of each pattern
+    for pattern in patterns if profile_dir else ():
+        out = f"{profile_dir}/pyspy-{name}-{pattern}.txt"
+        emit(await profiled(out, runners[pattern](workload(name, n, seed=2000), 50)) | {"pattern": pattern})
     if os.environ.get("BENCH_NAIVE", "1") == "1":
         jobs = jobs_of(workload(name, n, seed=999), 99)
         s = topics(bootstrap, partitions=12)
@@ -352,6 +367,17 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
         emit({"pattern": "naive", "tok_s": rate, "jobs_done": finished, "cap_s": NAIVE_CAP_S})
     gpu.close()
     emit({"pattern": "done"})  # two engines' teardown can hang: bench/gpu-device.sh stops us here
+
+
+async def profiled(out: str, run: Any) -> dict[str, Any]:
+    """Await `run` while py-spy samples this process (collapsed stacks into `out`)."""
+    spy_args = ["record", "--pid", str(os.getpid()), "--rate", "100", "--nonblocking", "--format", "raw"]
+    spy = subprocess.Popen([os.environ.get("PY_SPY", "py-spy"), *spy_args, "-o", out])
+    await asyncio.sleep(1)
+    rec: dict[str, Any] = await run
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
+    return rec
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
