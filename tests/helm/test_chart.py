@@ -215,6 +215,8 @@ def kafka_scaler_keys(keda: Path) -> tuple[set[str], set[str]]:
     keys = set(re.findall(r'TriggerMetadata\["(\w+)"\]', src))
     for const in set(re.findall(r"TriggerMetadata\[(\w+)\]", src)):
         keys.add(re.search(rf'\b{const}\s*=\s*"(\w+)"', src).group(1))  # type: ignore[union-attr]
+    # Since v2.19 the scaler declares its metadata in struct tags.
+    keys |= set(re.findall(r'keda:"name=(\w+),order=[^"]*triggerMetadata', src))
     sasl = set(re.findall(r'KafkaSASLType\w+\s+kafkaSaslType = "(\w+)"', src))
     return keys, sasl
 

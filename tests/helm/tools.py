@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "sluice"
 HELM_VERSION = "v3.22.0"
-KEDA_VERSION = "v2.18.1"
+KEDA_VERSION = "v2.21.0"  # the one deploy/k8s/kedawrap builds for the live tests
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 # A helm built by `go install` lacks the release's version stamps and assumes Kubernetes 1.20.
 KUBE_VERSION = "1.31.0"
