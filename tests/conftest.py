@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from sluice.broker import LocalBroker, start_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,11 +20,25 @@ def cache_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def broker() -> Iterator[LocalBroker | None]:
+    """One real Kafka broker for the session (none when KAFKA_BOOTSTRAP_SERVERS names one)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
+        return
+    local = start_broker(cache_dir())
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker: LocalBroker | None) -> str:
+    return broker.bootstrap_servers if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+
+
 def require_vllm() -> None:
     """Skip when vLLM is not installed, unless SLUICE_REQUIRE_VLLM=1 (make test sets it): then fail."""
     import importlib.util
-
-    import pytest
 
     if importlib.util.find_spec("vllm") is None:
         if os.environ.get("SLUICE_REQUIRE_VLLM") == "1":

@@ -17,30 +17,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from sluice.broker import LocalBroker, start_broker
 from sluice.contract import Result, decode_result
 from sluice.kafka import create_topics, header_pairs
 from sluice.settings import KafkaSettings
 from sluice.topics import TopicSpec, cancels_topic
-from tests.conftest import cache_dir
 
 SECRET = "whsec_c2x1aWNlLXRlc3Qtc2VjcmV0LWtleQ=="
 TENANT = "acme"  # the tenant of the API keys tests create
-
-
-@pytest.fixture(scope="session")
-def broker() -> Iterator[LocalBroker | None]:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield None
-        return
-    local = start_broker(cache_dir())
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="session")
-def bootstrap(broker: LocalBroker | None) -> str:
-    return broker.bootstrap_servers if broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 
 
 @dataclass

@@ -312,8 +312,8 @@ def _keda(cluster: Cluster) -> None:
         f"--metrics-service-address=127.0.0.1:{grpc}",
     ]
     for name, cmd in (("keda-operator", operator), ("keda-adapter", adapter)):
-        log = (cluster.workdir / f"{name}.log").open("wb")
-        cluster.keda.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+        with (cluster.workdir / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+            cluster.keda.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     ca = (certs / "ca.crt").read_bytes()
     service: Any = {
         "metadata": {"name": "keda-metrics-apiserver"},
