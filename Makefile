@@ -21,7 +21,7 @@ $(shell mkdir -p $(SLUICE_CACHE_DIR)/tmp)
 STAMP := $(VENV)/.installed
 FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
 
-.PHONY: help install demo test unit integration chaos lint typecheck bench broker topics clean
+.PHONY: help install demo test unit integration chaos lint typecheck bench broker topics k8s clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench: $(STAMP) $(FAUST_VENV)/.installed ## benchmarks; results go to BENCHMARKS
 
 broker: $(STAMP) ## run a local Kafka broker in the foreground (Ctrl-C stops it)
 	$(BIN)/sluice broker --port $${PORT:-9092}
+
+k8s: $(STAMP) ## a local Kubernetes control plane with KEDA and a fake GPU node (built once, ~15 min); prints KUBECONFIG
+	$(BIN)/python -m tests.k8s.cluster
 
 topics: $(STAMP) ## create the topics on $$KAFKA_BOOTSTRAP_SERVERS
 	$(BIN)/sluice topics create
