@@ -52,6 +52,7 @@ from sluice.metrics import WorkerMetrics, start_metrics_server
 from sluice.offsets import TP, OffsetTracker
 from sluice.settings import WorkerSettings
 from sluice.store import ResultStore, StoreFollower
+from sluice.topics import pool_topics
 from sluice.tracing import TRACEPARENT, child_traceparent, ensure_traceparent
 from sluice.transactions import Record, Transactions
 from sluice.urlpolicy import ForbiddenUrlError
@@ -133,12 +134,12 @@ class Worker:
         # The access log: every published result, in columnar INFO lines of up to 50 jobs (sluice.logs).
         self.job_log = JobLog("sluice.worker.jobs", "jobs done", ACCESS_FIELDS)
         self._access = tuple(column.append for column in self.job_log.columns)
-        topics = [t for t in (settings.high_topic, settings.jobs_topic) if t]
+        jobs_topic, high_topic = pool_topics(settings, settings.pool)
         self.backlog = Backlog(
-            topics,
+            [t for t in (high_topic, jobs_topic) if t],
             capacity=settings.max_buffered or self.max_in_flight,
             low_water=settings.low_water,
-            high_topic=settings.high_topic or None,
+            high_topic=high_topic or None,
             normal_share=settings.normal_share,
         )
         self.state = State.RUNNING
@@ -583,11 +584,12 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "client.id": settings.worker_id,
     }
+    jobs_topic, high_topic = pool_topics(settings, settings.pool)
     consumers: dict[str, ConsumerLike] = {
-        settings.jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))
+        jobs_topic: Consumer(consumer_config(settings, settings.group_id, **extra))
     }
-    if settings.high_topic:
-        consumers[settings.high_topic] = Consumer(consumer_config(settings, settings.high_group_id, **extra))
+    if high_topic:
+        consumers[high_topic] = Consumer(consumer_config(settings, settings.high_group_id, **extra))
     producer_extra: dict[str, Any] = {"client.id": settings.worker_id}
     if settings.exactly_once:
         # Unique per worker instance; fencing of a zombie instance comes from the consumer group

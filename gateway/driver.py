@@ -31,10 +31,11 @@ from sluice.cancels import Cancellations
 from sluice.clients import ConsumerLike, ProducerLike
 from sluice.commits import Committer
 from sluice.contract import ErrorInfo, Job, encode_result
-from sluice.errors import KafkaOperationError
+from sluice.errors import ContractError, KafkaOperationError
 from sluice.kafka import produce
 from sluice.offsets import TP, OffsetTracker
 from sluice.store import ResultStore
+from sluice.topics import route
 
 __all__ = ["MAX_LINES", "BatchDriver"]
 
@@ -230,11 +231,21 @@ class BatchDriver:
                 break
         if rows == 0:
             errors.append(_error("empty_file", None, "the input file has no lines"))
+        return rows, errors + self._check_models(models)
+
+    def _check_models(self, models: set[str]) -> list[dict[str, Any]]:
+        """One model per batch, and one a worker pool serves."""
+        errors = []
         if len(models) > 1:
             errors.append(
                 _error("mixed_models", None, f"one model per batch; this file names {sorted(models)}")
             )
-        return rows, errors
+        for model in sorted(models):
+            try:
+                route(self.jobs.settings, model)
+            except ContractError as exc:
+                errors.append(_error("model_not_found", None, exc.problems[0].reason, "body.model"))
+        return errors
 
     def _refuse(self, batch: Batch, custom_id: str, exc: LineError) -> None:
         """A row that cannot be a job: its failed Result, on the results topic like any other."""

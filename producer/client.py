@@ -27,6 +27,7 @@ from sluice.contract import SCHEMA_VERSION, Job, decode_job, encode
 from sluice.errors import ContractError, FieldProblem, KafkaOperationError
 from sluice.kafka import position, produce, producer_config
 from sluice.settings import ProducerSettings
+from sluice.topics import route
 from sluice.tracing import TRACEPARENT, ensure_traceparent, new_traceparent
 from sluice.urlpolicy import ForbiddenUrlError
 
@@ -160,7 +161,8 @@ class JobProducer:
             raise ForbiddenUrlError(str(error))
 
     def _topic_for(self, job: Job) -> str:
-        return self.settings.high_topic if job.priority == "high" else self.settings.jobs_topic
+        jobs, high = route(self.settings, job.model)  # refuses a model no pool serves
+        return high if job.priority == "high" else jobs
 
     def flush(self, timeout: float = 60.0) -> int:
         """Wait for outstanding jobs to be acknowledged; returns how many are still pending."""

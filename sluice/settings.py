@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -98,6 +100,9 @@ def _shared(name: str) -> AliasChoices:
     return AliasChoices(f"SLUICE_{name.upper()}", name)
 
 
+POOL_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?")
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -138,6 +143,12 @@ class KafkaSettings(BaseSettings):
         "lz4", validation_alias=_shared("compression_type")
     )
     linger_ms: int = Field(5, ge=0, validation_alias=_shared("linger_ms"))
+    # Worker pools, one per model: model name -> pool name (`name=pool` pairs or a JSON object).
+    # Each pool has its own jobs topics (sluice/topics.py) and workers; producers route a job by
+    # its model and refuse a model no pool serves. Empty: one pool on jobs_topic and high_topic.
+    pools: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(
+        default_factory=dict, validation_alias=_shared("pools")
+    )
     # Retry tiers and the dead-letter topic of webhook deliveries are named from this prefix.
     deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
     # The gateway's API keys (hashed), one compacted record per key.
@@ -153,6 +164,17 @@ class KafkaSettings(BaseSettings):
     # (producer) and at every connection (sink), so both read the same variables.
     webhook_allow_http: bool = Field(False, validation_alias=_shared("webhook_allow_http"))
     webhook_allowlist: Words = Field(default_factory=list, validation_alias=_shared("webhook_allowlist"))
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names(cls, pools: dict[str, str]) -> dict[str, str]:
+        for model, pool in pools.items():
+            if not isinstance(pool, str) or not POOL_NAME.fullmatch(pool) or pool in ("cancel", "high"):
+                raise ValueError(
+                    f"pool of model {model!r} is {pool!r}: a pool name is lowercase letters, digits "
+                    "and dashes (a topic suffix and a Kubernetes name), and not 'cancel' or 'high'"
+                )
+        return pools
 
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy(self.webhook_allow_http, tuple(self.webhook_allowlist))
@@ -173,6 +195,7 @@ class KafkaSettings(BaseSettings):
             "SLUICE_BATCHES_TOPIC": self.batches_topic,
             "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
+            "SLUICE_POOLS": orjson.dumps(self.pools).decode(),
         }
 
     def client_config(self) -> dict[str, Any]:
@@ -276,6 +299,9 @@ class WorkerSettings(KafkaSettings, EngineSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICE_WORKER_", extra="ignore", populate_by_name=True)
 
     group_id: str = "sluice-workers"
+    # The worker pool this worker is part of (KafkaSettings.pools): it reads that pool's jobs
+    # topics, in group sluice-workers-<pool> unless group_id says otherwise. None: the default pool.
+    pool: str | None = None
     worker_id: str = Field(default_factory=_default_worker_id)
     batch_size: int = Field(256, ge=1)
     # Jobs admitted to the engine at once; None: twice the engine's batch size (max_num_seqs), so a
@@ -320,6 +346,18 @@ class WorkerSettings(KafkaSettings, EngineSettings):
     def high_group_id(self) -> str:
         """The consumer group that reads the high-priority topic (its lag is tracked on its own)."""
         return f"{self.group_id}.high"
+
+    @model_validator(mode="after")
+    def _pool(self) -> WorkerSettings:
+        if self.pool is not None:
+            if not POOL_NAME.fullmatch(self.pool) or self.pool in ("cancel", "high"):
+                raise ValueError(
+                    f"SLUICE_WORKER_POOL={self.pool!r}: a pool name is lowercase letters, digits and "
+                    "dashes, and not 'cancel' or 'high'"
+                )
+            if "group_id" not in self.model_fields_set:  # each pool is a consumer group of its own
+                self.group_id = f"sluice-workers-{self.pool}"
+        return self
 
 
 class ApiSettings(KafkaSettings):

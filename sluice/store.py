@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 
 from sluice.kafka import is_record, position, reader_config, retrying
 from sluice.settings import KafkaSettings
+from sluice.topics import job_topics
 
 __all__ = ["ResultStore", "StoreFollower"]
 
@@ -224,7 +225,7 @@ class StoreFollower:
         """Check the view still mirrors these topics (else rebuild it), then follow them."""
         names = [self.settings.results_topic]
         if self.with_jobs:
-            names += [self.settings.jobs_topic, self.settings.high_topic]
+            names += job_topics(self.settings)
         identity, ranges = self._describe(names)
         if self.store.identity() != identity:
             if self.store.identity():

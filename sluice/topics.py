@@ -3,6 +3,8 @@
     topic                        cleanup             partitions          holds
     <jobs_topic>                 delete              jobs_partitions     jobs, normal priority
     <high_topic>                 delete              jobs_partitions     jobs with priority "high"
+    <jobs_topic>.<pool>          delete              jobs_partitions     a worker pool's jobs (pools)
+    <high_topic>.<pool>          delete              jobs_partitions     a worker pool's high jobs
     <results_topic>              compact             results_partitions  results, keyed by job id
     <dlq_topic>                  delete, 14 days     1                   jobs that cannot be run
     <jobs_topic>.cancel          compact+delete 7 d  1                   job ids asked to be cancelled
@@ -25,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sluice.errors import ContractError, FieldProblem
 from sluice.settings import KafkaSettings
 
 __all__ = [
@@ -36,8 +39,11 @@ __all__ = [
     "endpoints_topic",
     "events_topic",
     "gateway_specs",
+    "job_topics",
     "pipeline_specs",
+    "pool_topics",
     "retry_tiers",
+    "route",
     "tier_topic",
 ]
 
@@ -53,12 +59,39 @@ class TopicSpec:
     config: Mapping[str, str]
 
 
+def pool_topics(settings: KafkaSettings, pool: str | None) -> tuple[str, str]:
+    """A worker pool's (jobs, high) topics: `<jobs_topic>.<pool>` and `<high_topic>.<pool>`; the
+    default pool's (jobs_topic, high_topic) for None."""
+    if pool is None:
+        return settings.jobs_topic, settings.high_topic
+    high = f"{settings.high_topic}.{pool}" if settings.high_topic else ""  # "": no high topic
+    return f"{settings.jobs_topic}.{pool}", high
+
+
+def route(settings: KafkaSettings, model: str) -> tuple[str, str]:
+    """The (jobs, high) topics of the pool that serves `model`; a model no pool serves is refused
+    at submit, naming the models that are served."""
+    if not settings.pools:
+        return pool_topics(settings, None)
+    pool = settings.pools.get(model)
+    if pool is None:
+        served = ", ".join(sorted(settings.pools))
+        why = f"no worker pool serves {model!r} (SLUICE_POOLS); served: {served}"
+        raise ContractError("unknown_model", [FieldProblem("model", why)])
+    return pool_topics(settings, pool)
+
+
+def job_topics(settings: KafkaSettings) -> list[str]:
+    """Every jobs topic: the default pool's and each configured pool's."""
+    pools = [None, *sorted(set(settings.pools.values()))]
+    return [topic for pool in pools for topic in pool_topics(settings, pool) if topic]
+
+
 def pipeline_specs(settings: KafkaSettings) -> list[TopicSpec]:
-    """Jobs (normal and high priority), compacted results keyed by job id, the jobs' DLQ."""
+    """Jobs (normal and high priority, per pool), compacted results keyed by job id, the jobs' DLQ."""
     delete = {"cleanup.policy": "delete"}
     return [
-        TopicSpec(settings.jobs_topic, settings.jobs_partitions, delete),
-        TopicSpec(settings.high_topic, settings.jobs_partitions, delete),
+        *(TopicSpec(topic, settings.jobs_partitions, delete) for topic in job_topics(settings)),
         TopicSpec(
             settings.results_topic,
             settings.results_partitions,

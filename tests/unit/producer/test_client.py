@@ -41,6 +41,22 @@ def test_submit_resolves_once_kafka_acknowledged_and_routes_by_priority() -> Non
     assert to_high.key == b"b"
 
 
+def test_with_pools_each_job_goes_to_its_models_pool_and_an_unserved_model_is_refused() -> None:
+    settings = SETTINGS.model_copy(update={"pools": {"m-small": "small", "m-big": "big"}})
+    kafka = FakeProducer()
+    with JobProducer(settings, client=kafka) as producer:
+        producer.submit({"job_id": "a", "model": "m-small", "prompt": "p"}).result(timeout=5)
+        producer.submit({"job_id": "b", "model": "m-big", "prompt": "p", "priority": "high"}).result(
+            timeout=5
+        )
+        with pytest.raises(ContractError) as caught:
+            producer.submit({"job_id": "c", "model": "m-other", "prompt": "p"})
+    assert caught.value.code == "unknown_model"
+    assert [p.field for p in caught.value.problems] == ["model"]
+    assert "'m-other'" in str(caught.value) and "m-big, m-small" in str(caught.value)
+    assert [(r.topic, r.key) for r in kafka.acked] == [("jobs.small", b"a"), ("jobs.high.big", b"b")]
+
+
 def test_a_record_kafka_refused_fails_its_future() -> None:
     from confluent_kafka import KafkaError
 
