@@ -149,6 +149,10 @@ class KafkaSettings(BaseSettings):
     pools: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(
         default_factory=dict, validation_alias=_shared("pools")
     )
+    # Partitions of a pool's jobs topics (`pool=N` pairs); a pool not named here has jobs_partitions.
+    pool_partitions: Annotated[dict[str, int], NoDecode, BeforeValidator(_object)] = Field(
+        default_factory=dict, validation_alias=_shared("pool_partitions")
+    )
     # Retry tiers and the dead-letter topic of webhook deliveries are named from this prefix.
     deliveries_topic: str = Field("inference-deliveries", validation_alias=_shared("deliveries_topic"))
     # The gateway's API keys (hashed), one compacted record per key.
@@ -196,6 +200,7 @@ class KafkaSettings(BaseSettings):
             "SLUICE_WEBHOOK_ALLOW_HTTP": "1" if self.webhook_allow_http else "0",
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
             "SLUICE_POOLS": orjson.dumps(self.pools).decode(),
+            "SLUICE_POOL_PARTITIONS": orjson.dumps(self.pool_partitions).decode(),
         }
 
     def client_config(self) -> dict[str, Any]:

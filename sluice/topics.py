@@ -45,6 +45,7 @@ __all__ = [
     "retry_tiers",
     "route",
     "tier_topic",
+    "worker_group",
 ]
 
 _DAY_MS = 24 * 3600 * 1000
@@ -81,6 +82,19 @@ def route(settings: KafkaSettings, model: str) -> tuple[str, str]:
     return pool_topics(settings, pool)
 
 
+def worker_group(settings: KafkaSettings, base: str, topic: str) -> str:
+    """The worker consumer group that reads `topic`, where `base` is the default pool's group:
+    `<base>-<pool>` for a pool's jobs topic, and `.high` after either for a high topic."""
+    for pool in [None, *sorted(set(settings.pools.values()))]:
+        jobs, high = pool_topics(settings, pool)
+        group = base if pool is None else f"{base}-{pool}"
+        if topic == jobs:
+            return group
+        if topic == high:
+            return f"{group}.high"
+    return base
+
+
 def job_topics(settings: KafkaSettings) -> list[str]:
     """Every jobs topic: the default pool's and each configured pool's."""
     pools = [None, *sorted(set(settings.pools.values()))]
@@ -90,8 +104,14 @@ def job_topics(settings: KafkaSettings) -> list[str]:
 def pipeline_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """Jobs (normal and high priority, per pool), compacted results keyed by job id, the jobs' DLQ."""
     delete = {"cleanup.policy": "delete"}
+    pools = [None, *sorted(set(settings.pools.values()))]
     return [
-        *(TopicSpec(topic, settings.jobs_partitions, delete) for topic in job_topics(settings)),
+        *(
+            TopicSpec(topic, settings.pool_partitions.get(pool or "", settings.jobs_partitions), delete)
+            for pool in pools
+            for topic in pool_topics(settings, pool)
+            if topic
+        ),
         TopicSpec(
             settings.results_topic,
             settings.results_partitions,

@@ -35,6 +35,56 @@ running, maxInFlight or 2 x maxNumSeqs, plus as many buffered). */}}
 {{- .Values.autoscaling.lagThreshold | default (mul 2 $inFlight) -}}
 {{- end -}}
 
+{{/* The worker pools as a JSON list: one per entry of .Values.pools (each with its own jobs
+topics, consumer group, Deployment, PodDisruptionBudget and ScaledObject; unset fields come from
+.Values.worker and .Values.autoscaling), or the one pool of .Values.worker when the list is empty
+(name "", objects and topics named as before pools existed). */}}
+{{- define "sluice.pools" -}}
+{{- $w := .Values.worker -}}
+{{- $a := .Values.autoscaling -}}
+{{- $k := .Values.kafka -}}
+{{- $group := include "sluice.workerGroup" . -}}
+{{- $entries := .Values.pools | default (list (dict "name" "")) -}}
+{{- $pools := list -}}
+{{- range $e := $entries -}}
+{{- $seqs := hasKey $e "maxNumSeqs" | ternary $e.maxNumSeqs $w.maxNumSeqs -}}
+{{- $inFlight := hasKey $e "maxInFlight" | ternary $e.maxInFlight $w.maxInFlight | default (mul 2 $seqs) -}}
+{{- $lag := hasKey $e "lagThreshold" | ternary $e.lagThreshold $a.lagThreshold | default (mul 2 $inFlight) -}}
+{{- $high := hasKey $e "highLagThreshold" | ternary $e.highLagThreshold $a.highLagThreshold | default (div $lag 2) -}}
+{{- $named := not (empty $e.name) -}}
+{{- $suffix := $named | ternary (printf "-%s" $e.name) "" -}}
+{{- $topicSuffix := $named | ternary (printf ".%s" $e.name) "" -}}
+{{- $pools = append $pools (dict
+  "name" $e.name
+  "suffix" $suffix
+  "model" (hasKey $e "model" | ternary $e.model $w.model)
+  "servedModelNames" (hasKey $e "servedModelNames" | ternary $e.servedModelNames $w.servedModelNames)
+  "maxNumSeqs" $seqs
+  "maxInFlight" (hasKey $e "maxInFlight" | ternary $e.maxInFlight $w.maxInFlight)
+  "resources" (hasKey $e "resources" | ternary $e.resources $w.resources)
+  "minReplicas" (hasKey $e "minReplicas" | ternary $e.minReplicas $a.minReplicas)
+  "maxReplicas" (hasKey $e "maxReplicas" | ternary $e.maxReplicas $a.maxReplicas)
+  "replicas" (hasKey $e "replicas" | ternary $e.replicas $w.replicas)
+  "partitions" (hasKey $e "partitions" | ternary $e.partitions $k.partitions)
+  "lagThreshold" $lag
+  "highLagThreshold" $high
+  "jobsTopic" (printf "%s%s" $k.topics.jobs $topicSuffix)
+  "highTopic" (printf "%s%s" $k.topics.high $topicSuffix)
+  "group" (printf "%s%s" $group $suffix)
+) -}}
+{{- end -}}
+{{- toJson $pools -}}
+{{- end -}}
+
+{{/* Labels that tell one pool's workers from another's (none for the single unnamed pool, so
+its Deployment's immutable selector stays as it was). */}}
+{{- define "sluice.poolLabels" -}}
+app.kubernetes.io/component: worker
+{{- if .name }}
+sluice.dev/pool: {{ .name | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Environment every Sluice container shares: the cluster, its credentials, the topics. */}}
 {{- define "sluice.kafkaEnv" -}}
 - name: KAFKA_BOOTSTRAP_SERVERS
@@ -77,6 +127,21 @@ running, maxInFlight or 2 x maxNumSeqs, plus as many buffered). */}}
   value: {{ join "," .Values.webhooks.allowlist | quote }}
 - name: SLUICE_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- if .Values.pools }}
+{{- $routes := dict -}}
+{{- $partitions := dict -}}
+{{- range $p := .Values.pools }}
+{{- range $name := $p.servedModelNames | default (list $p.model) }}
+{{- $_ := set $routes $name $p.name }}
+{{- end }}
+{{- $_ := set $partitions $p.name (hasKey $p "partitions" | ternary $p.partitions $.Values.kafka.partitions) }}
+{{- end }}
+# Producers (the API) route each job to the pool that serves its model.
+- name: SLUICE_POOLS
+  value: {{ toJson $routes | quote }}
+- name: SLUICE_POOL_PARTITIONS
+  value: {{ toJson $partitions | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* The CA volume and mount, when the brokers' CA is given. */}}
@@ -102,11 +167,23 @@ securityContext: {{ toYaml .Values.podSecurityContext | nindent 2 }}
 {{/* Combinations values.schema.json cannot express; each fails with what to change. */}}
 {{- define "sluice.validate" -}}
 {{- $a := .Values.autoscaling -}}
-{{- if and $a.enabled (lt (int $a.maxReplicas) (int $a.minReplicas)) -}}
-{{- fail (printf "autoscaling.maxReplicas (%v) is below autoscaling.minReplicas (%v)" $a.maxReplicas $a.minReplicas) -}}
+{{- $names := list -}}
+{{- range $p := include "sluice.pools" . | fromJsonArray -}}
+{{- $where := not (empty $p.name) | ternary (printf "pools[%s]." $p.name) "autoscaling." -}}
+{{- if and $a.enabled (lt (int $p.maxReplicas) (int $p.minReplicas)) -}}
+{{- fail (printf "%smaxReplicas (%v) is below %sminReplicas (%v)" $where $p.maxReplicas $where $p.minReplicas) -}}
 {{- end -}}
-{{- if and $a.enabled (gt (int $a.maxReplicas) (int .Values.kafka.partitions)) (not $a.allowIdleConsumers) -}}
-{{- fail (printf "autoscaling.maxReplicas (%v) is above kafka.partitions (%v): workers beyond the partition count sit idle; raise kafka.partitions, lower maxReplicas, or set autoscaling.allowIdleConsumers=true" $a.maxReplicas .Values.kafka.partitions) -}}
+{{- if and $a.enabled (gt (int $p.maxReplicas) (int $p.partitions)) (not $a.allowIdleConsumers) -}}
+{{- $parts := not (empty $p.name) | ternary (printf "pools[%s].partitions" $p.name) "kafka.partitions" -}}
+{{- fail (printf "%smaxReplicas (%v) is above %s (%v): workers beyond the partition count sit idle; raise %s, lower maxReplicas, or set autoscaling.allowIdleConsumers=true" $where $p.maxReplicas $parts $p.partitions $parts) -}}
+{{- end -}}
+{{- if and (eq $.Values.worker.engine "vllm") (not $p.model) -}}
+{{- fail (printf "%smodel must name the model the vllm engine serves" (not (empty $p.name) | ternary (printf "pools[%s]." $p.name) "worker.")) -}}
+{{- end -}}
+{{- if has $p.name $names -}}
+{{- fail (printf "pools: two pools are named %q" $p.name) -}}
+{{- end -}}
+{{- $names = append $names $p.name -}}
 {{- end -}}
 {{- $k := .Values.kafka -}}
 {{- if and (hasPrefix "SASL_" $k.securityProtocol) (not $k.sasl.mechanism) -}}
@@ -117,8 +194,5 @@ securityContext: {{ toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 {{- if and $k.sasl.mechanism (not $k.sasl.existingSecret) -}}
 {{- fail "kafka.sasl.existingSecret must name the Secret with the SASL username and password" -}}
-{{- end -}}
-{{- if and (eq .Values.worker.engine "vllm") (not .Values.worker.model) -}}
-{{- fail "worker.model must name the model the vllm engine serves" -}}
 {{- end -}}
 {{- end -}}

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from sluice.errors import ContractError
 from sluice.settings import KafkaSettings, WorkerSettings
-from sluice.topics import job_topics, pipeline_specs, pool_topics, route
+from sluice.topics import job_topics, pipeline_specs, pool_topics, route, worker_group
 
 POOLS = KafkaSettings(pools={"Qwen/Qwen2.5-0.5B-Instruct": "qwen", "meta-llama/Llama-3.1-8B": "llama"})
 
@@ -28,7 +28,16 @@ def test_with_pools_a_model_goes_to_its_pools_topics_and_an_unserved_one_is_refu
 
 
 def test_every_pools_topics_are_created_with_the_default_ones() -> None:
-    names = {spec.name for spec in pipeline_specs(POOLS)}
+    specs = {
+        spec.name: spec.partitions
+        for spec in pipeline_specs(POOLS.model_copy(update={"pool_partitions": {"qwen": 5}}))
+    }
+    assert (
+        specs["inference-jobs.qwen"],
+        specs["inference-jobs.high.qwen"],
+        specs["inference-jobs.llama"],
+    ) == (5, 5, 12)
+    names = set(specs)
     assert {
         "inference-jobs",
         "inference-jobs.high",
@@ -59,3 +68,20 @@ def test_a_pool_worker_reads_its_pools_topics_in_a_group_of_its_own(monkeypatch:
     monkeypatch.setenv("SLUICE_WORKER_POOL", "high")
     with pytest.raises(ValidationError, match="SLUICE_WORKER_POOL='high'"):
         WorkerSettings()
+
+
+def test_each_jobs_topic_is_read_by_its_pools_group() -> None:
+    groups = {topic: worker_group(POOLS, "sluice-workers", topic) for topic in job_topics(POOLS)}
+    assert groups == {
+        "inference-jobs": "sluice-workers",
+        "inference-jobs.high": "sluice-workers.high",
+        "inference-jobs.llama": "sluice-workers-llama",
+        "inference-jobs.high.llama": "sluice-workers-llama.high",
+        "inference-jobs.qwen": "sluice-workers-qwen",
+        "inference-jobs.high.qwen": "sluice-workers-qwen.high",
+    }
+    worker = WorkerSettings(pool="qwen")  # the group a pool's worker joins by default
+    assert (worker.group_id, worker.high_group_id) == (
+        groups["inference-jobs.qwen"],
+        groups["inference-jobs.high.qwen"],
+    )
