@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings
 from sluice.kafka import consumer_config
 from sluice.metrics import SinkMetrics, WorkerMetrics
 from sluice.settings import ApiSettings, KafkaSettings, ProducerSettings, SinkSettings, WorkerSettings
+from sluice.topics import pipeline_specs, pool_topics, route
 from tests.helm import tools
 
 pytestmark = pytest.mark.slow
@@ -425,6 +426,16 @@ def test_without_autoscaling_the_replica_count_is_fixed() -> None:
             "kafka.sasl.mechanism is set but kafka.securityProtocol is PLAINTEXT",
         ),
         (["kafka.topics.jobs=bad topic"], "at '/kafka/topics/jobs': 'bad topic' does not match pattern"),
+        (["pools[0].name=Big", "pools[0].model=m"], "at '/pools/0/name': 'Big' does not match pattern"),
+        (["pools[0].name=a"], "at '/pools/0': missing property 'model'"),
+        (
+            ["pools[0].name=a", "pools[0].model=m", "pools[1].name=a", "pools[1].model=n"],
+            'pools: two pools are named "a"',
+        ),
+        (
+            ["pools[0].name=a", "pools[0].model=m", "pools[0].maxReplicas=8", "pools[0].partitions=4"],
+            "pools[a].maxReplicas (8) is above pools[a].partitions (4): workers beyond the partition count",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_them(sets: list[str], message: str) -> None:
@@ -440,3 +451,50 @@ def test_idle_consumers_beyond_the_partitions_only_when_asked() -> None:
     scaled = one(docs, "ScaledObject", "-worker")
     assert scaled["spec"]["maxReplicaCount"] == 16
     assert {t["metadata"]["allowIdleConsumers"] for t in scaled["spec"]["triggers"]} == {"true"}
+
+
+def test_each_pool_gets_its_workers_scaler_and_budget_on_the_topics_its_models_are_routed_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pools = [
+        {"name": "small", "model": "m-small", "minReplicas": 0, "maxReplicas": 4, "partitions": 6},
+        {
+            "name": "big",
+            "model": "m-big",
+            "servedModelNames": ["m-big", "alias"],
+            "maxReplicas": 8,
+            "resources": {"limits": {"nvidia.com/gpu": "2"}},
+        },
+    ]
+    docs = tools.render(values={"pools": pools, "kafka": {"partitions": 12}})
+    api = settings_from(env_of(dict(containers(docs))["api"]), KafkaSettings, monkeypatch)
+    selectors = set()
+    for pool in pools:
+        name = str(pool["name"])
+        deployment = one(docs, "Deployment", f"-worker-{name}")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        worker = settings_from(env_of(container), WorkerSettings, monkeypatch)
+        assert worker.pool == name and worker.names == pool.get("servedModelNames", [pool["model"]])
+        jobs, high = pool_topics(worker, worker.pool)
+        for model in worker.names:  # the API sends this pool's models where its workers read
+            assert route(api, model) == (jobs, high)
+        scaled = one(docs, "ScaledObject", f"-worker-{name}")
+        assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (
+            pool.get("minReplicas", 1),
+            pool["maxReplicas"],
+        )
+        watched = {
+            (t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in scaled["spec"]["triggers"]
+        }
+        assert watched == {(worker.group_id, jobs), (worker.high_group_id, high)}
+        assert container["resources"] == pool.get("resources", {"limits": {"nvidia.com/gpu": "1"}})
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert (
+            one(docs, "PodDisruptionBudget", f"-worker-{name}")["spec"]["selector"]["matchLabels"] == selector
+        )
+        selectors.add(tuple(sorted(selector.items())))
+    assert len(selectors) == 2  # no pool's budget or rollout touches the other's pods
+    topics = settings_from(env_of(dict(containers(docs))["topics"]), KafkaSettings, monkeypatch)
+    specs = {spec.name: spec.partitions for spec in pipeline_specs(topics)}
+    assert (specs[pool_topics(topics, "small")[0]], specs[pool_topics(topics, "big")[1]]) == (6, 12)

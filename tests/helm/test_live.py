@@ -21,9 +21,10 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from producer import JobProducer
 from sluice.kafka import create_topics
-from sluice.settings import KafkaSettings
-from sluice.topics import TopicSpec
+from sluice.settings import KafkaSettings, ProducerSettings
+from sluice.topics import TopicSpec, pipeline_specs
 from tests.helm.tools import CHART, helm
 from tests.k8s.cluster import Cluster, running
 
@@ -86,8 +87,8 @@ class Live:
         meta = admin.list_topics(timeout=10)
         return {name: str(t.topic_id) if hasattr(t, "topic_id") else name for name, t in meta.topics.items()}
 
-    def replicas(self) -> int:
-        scale = self.apps.read_namespaced_deployment_scale(f"{RELEASE}-sluice-worker", NAMESPACE)
+    def replicas(self, deployment: str = f"{RELEASE}-sluice-worker") -> int:
+        scale = self.apps.read_namespaced_deployment_scale(deployment, NAMESPACE)
         return int(scale.spec.replicas or 0)
 
     def until(self, what: str, check: Callable[[], bool], timeout_s: float = 180) -> float:
@@ -237,3 +238,38 @@ def test_helm_uninstall_leaves_the_topics(live: Live) -> None:
     left = live.topic_ids()
     assert {t: left.get(t) for t in live.topics.values()} == {t: before[t] for t in live.topics.values()}
     live.until("no worker Deployment", lambda: not live.apps.list_namespaced_deployment(NAMESPACE).items, 60)
+
+
+def test_two_pools_scale_on_their_own_lag(live: Live) -> None:
+    """A busy model's pool scales out while an idle one stays at zero."""
+    routes = {"m-small": "small", "m-big": "big"}
+    settings = KafkaSettings(
+        bootstrap_servers=live.bootstrap,
+        jobs_topic=live.topics["jobs"],
+        high_topic=live.topics["high"],
+        jobs_partitions=PARTITIONS,
+        pools=routes,
+    )
+    create_topics(settings, [s for s in pipeline_specs(settings) if s.name not in live.topics.values()])
+    values = yaml.safe_load(live.values.read_text())
+    values["pools"] = [
+        {"name": pool, "model": model, "minReplicas": 0, "maxReplicas": 4} for model, pool in routes.items()
+    ]
+    pools_values = live.values.with_name("pools.yaml")
+    pools_values.write_text(yaml.safe_dump(values))
+    done = live.helm(
+        "install", "pools", str(CHART), "--values", str(pools_values), "--wait", "--timeout", "3m"
+    )
+    assert done.returncode == 0, done.stderr
+    small, big = "pools-sluice-worker-small", "pools-sluice-worker-big"
+    live.until("both pools idle at zero", lambda: live.replicas(small) == live.replicas(big) == 0)
+
+    with JobProducer(ProducerSettings(**settings.model_dump())) as producer:  # routed by model
+        for i in range(25):
+            producer.submit({"job_id": f"s{i}", "model": "m-small", "prompt": "p"})
+        producer.flush()
+    want = math.ceil(25 / LAG)
+    live.until(f"{want} small-pool workers for 25 jobs", lambda: live.replicas(small) == want)
+    time.sleep(5)
+    assert (live.replicas(small), live.replicas(big)) == (want, 0)
+    assert live.helm("uninstall", "pools", "--wait").returncode == 0
