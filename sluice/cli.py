@@ -217,6 +217,19 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from sluice.settings import ProducerSettings, load
+    from sluice.status import collect, table
+
+    settings = load(ProducerSettings)
+    pools = collect(settings, settings.worker_group_id, args.namespace)
+    if args.json:
+        print(orjson.dumps([p.as_dict() for p in pools], option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(table(pools))
+    return 0
+
+
 def cmd_endpoints(args: argparse.Namespace) -> int:
     from results_sink.disabled import enable_endpoint, read_disabled
     from sluice.settings import SinkSettings, load
@@ -400,6 +413,10 @@ def _parser() -> argparse.ArgumentParser:
     ks.add_argument("--tenant", help="the tenant the key acts for (create)")
     ks.add_argument("--max-in-flight", type=int, help="at most this many of its jobs unanswered")
     ks.add_argument("--rpm", type=int, help="at most this many requests a minute")
+
+    st = add("status", cmd_status, "worker pools: pods, autoscaler, lag per partition, holders, oldest job")
+    st.add_argument("--namespace", help="read the pools from Kubernetes (the chart's ScaledObjects) here")
+    st.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     r = add("receiver", cmd_receiver, "run a local webhook receiver")
     r.add_argument("--port", type=int, default=8787)

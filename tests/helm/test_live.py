@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -185,6 +187,26 @@ def test_the_high_topics_lag_scales_too_capped_at_max_replicas(live: Live) -> No
     want = expected(35, 40)
     assert want == MAX_REPLICAS  # 40 / 5 = 8 asks for more than maxReplicas
     live.until(f"{want} workers with 40 high jobs of lag", lambda: live.replicas() == want)
+
+
+def test_sluice_status_reads_the_pools_from_the_api_server_and_their_lag_from_kafka(live: Live) -> None:
+    env = {**live.cluster.env(), "KAFKA_BOOTSTRAP_SERVERS": live.bootstrap}
+    cli = [sys.executable, "-m", "sluice.cli", "--log-level", "WARNING", "status", "--namespace", NAMESPACE]
+    done = subprocess.run([*cli, "--json"], env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    (pool,) = orjson.loads(done.stdout)
+    assert (pool["name"], pool["deployment"], pool["desired"], pool["ready"]) == (
+        "",
+        f"{RELEASE}-sluice-worker",
+        MAX_REPLICAS,
+        MAX_REPLICAS,
+    )
+    assert {m["target"] for m in pool["metric"]} == {str(LAG), str(HIGH_LAG)}  # KEDA's HPA, per topic
+    assert pool["lag"] == 35 + 40 and pool["oldest_s"] > 0
+    groups = {p["topic"]: p["group"] for p in pool["partitions"]}
+    assert groups == {live.topics["jobs"]: live.group, live.topics["high"]: f"{live.group}.high"}
+    text = subprocess.run(cli, env=env, capture_output=True, timeout=120, check=True).stdout.decode()
+    assert f"{RELEASE}-sluice-worker" in text and f"{MAX_REPLICAS}/{MAX_REPLICAS}" in text
 
 
 def test_helm_upgrade_changes_a_setting_and_leaves_the_topics(live: Live) -> None:
