@@ -136,7 +136,10 @@ def _metrics(hpa: Any) -> list[dict[str, Any]]:
         for m in (hpa.status.current_metrics or [])
         if m.type == "External"
     }
-    return [{"metric": n, "current": str(current.get(n)), "target": str(t)} for n, t in targets.items()]
+    return [
+        {"metric": n, "current": str(current[n]) if current.get(n) is not None else "-", "target": str(t)}
+        for n, t in targets.items()
+    ]
 
 
 def _partitions(admin: AdminClient, reader: Any, topic: str, group: str) -> list[PartitionStatus]:
