@@ -452,10 +452,12 @@ class Worker:
         """Produce a finished job's Result (outcome None: its deadline passed before it ran)."""
         job = item.job
         done = answer(job, outcome, item.enqueued_at, item.started_at, self.settings.worker_id)
-        if done.error is not None and outcome is not None:
-            log.warning(
-                "job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent}
-            )
+        if done.error is not None:
+            self.metrics.failures.labels(done.error.code).inc()  # not per success: off the hot path
+            if outcome is not None:
+                log.warning(
+                    "job failed: %s", outcome, extra={"job_id": job.job_id, "traceparent": item.traceparent}
+                )
         self.stats[done.status] += 1
         self._unreported_tokens += done.output_tokens
         child = child_traceparent(item.traceparent)

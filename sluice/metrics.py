@@ -28,6 +28,9 @@ class WorkerMetrics:
         self.jobs = Counter("sluice_worker_jobs", "Jobs finished, by status", ["status"], registry=r)
         # Bound once: labels() per job is measurable on the hot path.
         self.job_status = {s: self.jobs.labels(s) for s in ("succeeded", "failed", "expired", "cancelled")}
+        self.failures = Counter(
+            "sluice_worker_failures", "Jobs that did not succeed, by error code", ["code"], registry=r
+        )
         self.dlq = Counter("sluice_worker_dlq", "Messages sent to the DLQ, by reason", ["reason"], registry=r)
         self.in_flight = Gauge("sluice_worker_in_flight", "Jobs admitted and not yet finished", registry=r)
         self.paused = Gauge(

@@ -226,6 +226,10 @@ async def test_a_failing_job_gets_a_failed_result_and_the_others_continue(
         "bad": ("failed", "permanent_error"),
         **{f"j0-{i}": ("succeeded", None) for i in range(3)},
     }
+    failures = worker.metrics.registry.get_sample_value(
+        "sluice_worker_failures_total", {"code": "permanent_error"}
+    )
+    assert failures == 1.0
 
 
 async def test_undecodable_messages_go_to_the_dlq_with_their_reason() -> None:
