@@ -48,6 +48,7 @@ ALL_ON = [
     "worker.extraEnv[0].name=VLLM_LOGGING_LEVEL",
     "worker.extraEnv[0].value=INFO",
     "api.maxLag=5000",
+    "grafanaDashboard.enabled=true",
 ]
 
 # The kubernetes client's model for each built-in kind the chart renders.
@@ -498,3 +499,56 @@ def test_each_pool_gets_its_workers_scaler_and_budget_on_the_topics_its_models_a
     topics = settings_from(env_of(dict(containers(docs))["topics"]), KafkaSettings, monkeypatch)
     specs = {spec.name: spec.partitions for spec in pipeline_specs(topics)}
     assert (specs[pool_topics(topics, "small")[0]], specs[pool_topics(topics, "big")[1]]) == (6, 12)
+
+
+@pytest.mark.parametrize("pools", [False, True])
+def test_every_dashboard_query_parses_and_selects_only_series_this_release_exports(
+    pools: bool, keda: Path
+) -> None:
+    extra = (
+        ["pools[0].name=small", "pools[0].model=m-a", "pools[1].name=big", "pools[1].model=m-b"]
+        if pools
+        else []
+    )
+    docs = tools.render(*ALL_ON, *extra)
+    config_map = one(docs, "ConfigMap", "-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # the sidecar's label
+    dashboard = json.loads(config_map["data"]["sluice.json"])
+    exported = sluice_metrics() | keda_metrics(keda)
+    services = {
+        d["metadata"]["name"] for d in docs if d["kind"] == "Service" and "metrics" in d["metadata"]["name"]
+    }
+    scaled_objects = {d["metadata"]["name"] for d in docs if d["kind"] == "ScaledObject"}
+    assert len(scaled_objects) == (2 if pools else 1)
+    seen = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            for sel in vector_selectors(target["expr"]):
+                assert sel.name in exported, f"{panel['title']}: no such series {sel.name}"
+                seen.add(sel.name)
+                matchers = {m.name: m for m in sel.matchers.matchers}
+                assert matchers.pop("namespace").value == "ml"
+                if sel.name.startswith("sluice_"):
+                    assert matchers.pop("service").value in services  # this release's pods only
+                else:  # every pool's ScaledObject, and no other release's
+                    pattern = matchers.pop("scaledObject").value
+                    assert {n for n in scaled_objects if re.fullmatch(pattern, n)} == scaled_objects
+                    assert not re.fullmatch(pattern, "other-sluice-worker")
+                by = set(re.findall(r"by \(([^)]*)\)", target["expr"]))
+                labels = {label.strip() for group in by for label in group.split(",")} - {"le"}
+                assert set(matchers) | labels <= exported[sel.name], (
+                    f"{panel['title']}: {sel.name} lacks {labels}"
+                )
+    # Throughput, latency, lag per pool, in flight, failures by code, webhook outcomes, DLQ growth.
+    assert {
+        "sluice_worker_jobs_total",
+        "sluice_worker_generation_seconds_bucket",
+        "keda_scaler_metrics_value",
+        "sluice_worker_in_flight",
+        "sluice_worker_failures_total",
+        "sluice_sink_deliveries_total",
+        "sluice_worker_dlq_total",
+        "sluice_sink_dead_lettered_total",
+    } <= seen
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
