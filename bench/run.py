@@ -142,7 +142,8 @@ def main(only: list[str]) -> None:
             "Scale-out: N workers on P partitions (bench/scaleout.py)",
             scaleout.__doc__ or "",
             "| workers N | P = 12: jobs/s, median (range of 3) | speed-up vs N = 1 | law P / ceil(P/N) "
-            "| P = 48: jobs/s | speed-up | law |\n| --- | --- | --- | --- | --- | --- | --- |",
+            "| host CPU | P = 48: jobs/s | speed-up | law | host CPU |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             scaleout.main,
         ),
         (
