@@ -3,6 +3,7 @@
 # the first call left /tmp/vparts/site.part00 and /tmp/whl-a/*.whl; this one brings part01 and the
 # other wheels, unpacks vLLM 0.26.0, and runs `python -m bench.gpu MODEL N REPS` with results in $OUT.
 # usage (on the device): bash bench/gpu-device.sh MODEL N REPS [PATTERNS]
+#                    or: BENCH=gpu_scale bash bench/gpu-device.sh MODEL JOBS_PER_GPU   (2 GPUs)
 set -euo pipefail
 [ -f /tmp/vparts/site.part00 ] || { echo LOST_PART00; exit 9; }
 if [ ! -d /tmp/site/vllm ]; then
@@ -17,7 +18,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 # Two engines' teardown can hang (seen on the H200: minutes past the last result): once the run
 # says it is done, it is stopped.
 out="$OUT/gpu-$1.jsonl"
-python3 -m bench.gpu "$1" "$2" "$3" "$out" ${4:-} > /tmp/gpu-bench.log 2>&1 &
+if [ "${BENCH:-gpu}" = gpu_scale ]; then  # BENCH=gpu_scale bash bench/gpu-device.sh MODEL JOBS_PER_GPU
+  out="$OUT/gpu-scale-$1.jsonl"
+  python3 -m bench.gpu_scale "$1" "$2" "$out" > /tmp/gpu-bench.log 2>&1 &
+else
+  python3 -m bench.gpu "$1" "$2" "$3" "$out" ${4:-} > /tmp/gpu-bench.log 2>&1 &
+fi
 pid=$!
 while kill -0 $pid 2>/dev/null; do
   if grep -q '"pattern": "done"' "$out" 2>/dev/null; then sleep 2; kill -9 $pid; break; fi
