@@ -5,8 +5,9 @@ Where the pools come from: with `--namespace`, from Kubernetes (the kubernetes c
 local kubeconfig or in-cluster): the chart's ScaledObjects name each pool's topics and consumer
 groups, their Deployments give pods ready/desired and KEDA's HPAs the metric against its target.
 Without it, from the settings (SLUICE_POOLS, SLUICE_WORKER_GROUP_ID) and the Kubernetes columns stay
-empty. Lag, holders and ages are always read from Kafka: committed offsets and group members from
-the admin API, each lagging partition's first unanswered record for its timestamp.
+empty. Lag, holders and ages are always read from Kafka: committed offsets by a consumer of each group
+that never joins it, group members from the admin API, and each lagging partition's first
+unanswered record for its timestamp.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from sluice.kafka import reader_config, retrying
@@ -67,7 +68,7 @@ def collect(settings: KafkaSettings, group: str, namespace: str | None) -> list[
     try:
         for pool, watched in pools:
             for topic, group_id in watched:
-                pool.partitions += _partitions(admin, reader, topic, group_id)
+                pool.partitions += _partitions(settings, admin, reader, topic, group_id)
     finally:
         reader.close()
     return [pool for pool, _ in pools]
@@ -142,19 +143,28 @@ def _metrics(hpa: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _partitions(admin: AdminClient, reader: Any, topic: str, group: str) -> list[PartitionStatus]:
+def _committed(settings: KafkaSettings, group: str, parts: list[TopicPartition]) -> dict[int, int]:
+    """The group's committed offsets, read by a consumer of that group that never joins it.
+    Not AdminClient.list_consumer_group_offsets: with a coordinator still loading, librdkafka
+    2.16 crashed the process there (SIGSEGV, reproduced on a fresh broker; librdkafka's
+    OffsetFetch handling, as in confluent-kafka-javascript#374)."""
+    offsets = Consumer(reader_config(settings, group, **{"enable.partition.eof": False}))
+    try:
+        # A group coordinator that is still loading answers COORDINATOR_LOAD_IN_PROGRESS: ask again.
+        found = retrying(lambda: offsets.committed(parts, timeout=10), f"committed offsets of {group}")
+    finally:
+        offsets.close()
+    return {tp.partition: tp.offset for tp in found}
+
+
+def _partitions(
+    settings: KafkaSettings, admin: AdminClient, reader: Any, topic: str, group: str
+) -> list[PartitionStatus]:
     meta = reader.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
         return []
     parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-    # A group coordinator that is still loading answers COORDINATOR_LOAD_IN_PROGRESS: ask again.
-    offsets = retrying(
-        lambda: admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, parts)])[group].result(
-            timeout=10
-        ),
-        f"committed offsets of {group}",
-    )
-    committed = {tp.partition: tp.offset for tp in offsets.topic_partitions}
+    committed = _committed(settings, group, parts)
     described = retrying(
         lambda: admin.describe_consumer_groups([group])[group].result(timeout=10), f"members of {group}"
     )

@@ -135,6 +135,7 @@ class Procs:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(30)  # reaped: a Popen collected while running warns (an error under pytest)
         for proc in self.procs:  # whatever they started and left behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -48,7 +48,12 @@ def test_status_shows_lag_holders_and_the_oldest_waiting_job(env: Env, procs: Pr
     procs.start(
         "worker",
         ["worker"],
-        env.environ(SLUICE_WORKER_WORKER_ID="w-status", SLUICE_WORKER_FAKE_LATENCY_S="60"),
+        # A short drain: at teardown it gives the running jobs up instead of waiting 30 s for them.
+        env.environ(
+            SLUICE_WORKER_WORKER_ID="w-status",
+            SLUICE_WORKER_FAKE_LATENCY_S="60",
+            SLUICE_WORKER_DRAIN_TIMEOUT_S="1",
+        ),
     )
 
     def held() -> bool:
