@@ -29,7 +29,9 @@ def served(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     create_topics(env.settings, pipeline_specs(env.settings))
     procs = Procs(Path(tmp_path_factory.mktemp("fuzz")))
     port = free_port()
-    start_api(procs, env, port, procs.tmp / "g.db")
+    # GET /v1/jobs/{id}?wait=W long-polls up to max_wait_s for a job that may never come: a drawn
+    # wait of 45 s outlasted the client's 30 s (a CI run). Bounded to 2 s, a larger one is a 400.
+    start_api(procs, env, port, procs.tmp / "g.db", SLUICE_API_MAX_WAIT_S="2")
     procs.start("worker", ["worker"], env.environ())
     yield f"http://127.0.0.1:{port}", api_key(env)
     procs.stop_all()
