@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.helm.tools import ToolError
+from tests.helm.tools import ToolError, run_tool
 from tests.k8s.cluster import tools_cache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def base_image() -> str:
     if not tarball.exists():
         rootfs = tarball.with_suffix(".rootfs")
         shutil.rmtree(rootfs, ignore_errors=True)
-        made = subprocess.run(
+        run_tool(
             [
                 "debootstrap",
                 "--variant=minbase",
@@ -69,13 +69,9 @@ def base_image() -> str:
                 str(rootfs),
                 "http://deb.debian.org/debian",
             ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
+            f"debootstrap {SUITE}",
+            900,
         )
-        if made.returncode != 0:
-            raise ToolError(f"debootstrap {SUITE} failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}")
         partial = tarball.with_suffix(".partial")
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True, timeout=600)
         partial.rename(tarball)
@@ -94,14 +90,5 @@ def build(tag: str) -> str:
     ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
     if ca and Path(ca).is_file():
         args += ["--secret", f"id=ca,src={ca}"]
-    done = subprocess.run(
-        ["podman", *args, str(ROOT)],
-        env=podman_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise ToolError(f"podman build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    run_tool(["podman", *args, str(ROOT)], "podman build", 1800, podman_env())
     return tag

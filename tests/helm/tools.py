@@ -28,6 +28,16 @@ class ToolError(RuntimeError):
     """A tool could not be had (no Go toolchain, or the module proxy refused)."""
 
 
+def run_tool(
+    cmd: list[str], what: str, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a build or setup tool; ToolError with the ends of its output if it fails."""
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise ToolError(f"{what} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
 def _go() -> str:
     go = shutil.which("go")
     if go is None:
@@ -43,16 +53,12 @@ def helm() -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as gobin:
         env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0", "GOFLAGS": "-modcacherw"}
-        done = subprocess.run(
+        run_tool(
             [_go(), "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
+            f"go install helm {HELM_VERSION}",
+            1800,
+            env,
         )
-        if done.returncode != 0:
-            raise ToolError(f"go install helm {HELM_VERSION} failed:\n{done.stderr[-2000:]}")
         shutil.move(Path(gobin) / "helm", path)
     return path
 

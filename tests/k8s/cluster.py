@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from sluice.broker import free_port
-from tests.helm.tools import KEDA_VERSION, ToolError, keda_source
+from tests.helm.tools import KEDA_VERSION, ToolError, keda_source, run_tool
 
 K8S_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
@@ -98,11 +98,7 @@ def _build(out: Path) -> None:
             continue
         print(f"building {name} (the control plane is built once, ~15 min in all)", file=sys.stderr)
         cmd = [go, "build", "-trimpath", "-o", str(out / name), *flags, package]
-        done = subprocess.run(
-            cmd, cwd=_MODULES / module, env=env, capture_output=True, text=True, timeout=3600, check=False
-        )
-        if done.returncode != 0:
-            raise ToolError(f"go build {package} failed:\n{done.stderr[-3000:]}")
+        run_tool(cmd, f"go build {package}", 3600, env, _MODULES / module)
 
 
 @dataclass
@@ -157,7 +153,7 @@ def start(workdir: Path, name: str = "sluice") -> Cluster:
             }
         )
     )
-    created = subprocess.run(
+    run_tool(
         [
             str(bin / "kwokctl"),
             "-c",
@@ -179,14 +175,10 @@ def start(workdir: Path, name: str = "sluice") -> Cluster:
             f"--kwok-controller-binary={bin / 'kwok'}",
             f"--etcd-binary={bin / 'etcd'}",
         ],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        "kwokctl create cluster",
+        300,
+        cluster.env(),
     )
-    if created.returncode != 0:
-        raise ToolError(f"kwokctl create cluster failed:\n{created.stdout[-2000:]}\n{created.stderr[-3000:]}")
     try:
         _gpu_node(cluster)
         _keda(cluster)
