@@ -67,7 +67,7 @@ class Plan:
     storm: tuple[float, float, float] = (12.0, 36.0, 3.0)  # start, end, every
     broker_restart_at: float = 27.0
     sink_kills_at: tuple[float, ...] = (18.0, 41.0)
-    flap_until: float = 55.0
+    flaps: int = 9  # receiver outages, cycling 500 / down / 429, from its first accepted webhook
     exactly_once: bool = False
     nodes: int = 1  # 3: a KRaft cluster (replication 3, min.insync.replicas 2); its leader is killed
     seed: int = 7
@@ -442,7 +442,6 @@ def _schedule(
     plan: Plan,
     procs: Processes,
     cluster: LocalCluster,
-    receiver: FlappingReceiver,
     report: Report,
     rng: random.Random,
     jobs_topic: str,
@@ -471,20 +470,30 @@ def _schedule(
     events.append((plan.broker_restart_at, f"SIGKILL {what}, restart it", broker_restart))
     for at in plan.sink_kills_at:
         events.append((at, "SIGKILL the sink", procs.kill_sink))
-    t, cycle = 2.0, [("500", 2.0), ("down", 3.0), ("429", 2.0)]
-    k = 0
-    while t < plan.flap_until:
-        kind, length = cycle[k % len(cycle)]
-
-        def outage(kind: str = kind, length: float = length) -> None:
-            receiver.set_mode(kind)
-            report.receiver_outages[kind] += 1
-            threading.Timer(length, receiver.set_mode, ("ok",)).start()
-
-        events.append((t, f"receiver {kind} for {length:g}s", outage))
-        t += length + 4.0
-        k += 1
     return sorted(events, key=lambda e: e[0])
+
+
+def _flap(plan: Plan, receiver: FlappingReceiver, report: Report, t0: float, stop: threading.Event) -> None:
+    """Cycle the receiver's outages, starting once it has accepted a webhook.
+
+    Anchored to deliveries, not to the clock: on a loaded machine the first result can come late
+    (an exactly-once worker waits for the transaction coordinator of a fresh broker), and outages
+    timed from the first submit could all pass before the sink sends anything.
+    """
+    deadline = time.monotonic() + plan.settle_timeout_s
+    while not receiver.deliveries:
+        if stop.wait(0.2) or time.monotonic() > deadline:
+            return
+    cycle = [("500", 2.0), ("down", 3.0), ("429", 2.0)]
+    for k in range(plan.flaps):
+        kind, length = cycle[k % len(cycle)]
+        report.events.append(f"{time.monotonic() - t0:6.1f}s receiver {kind} for {length:g}s")
+        report.receiver_outages[kind] += 1
+        receiver.set_mode(kind)
+        stopped = stop.wait(length)
+        receiver.set_mode("ok")
+        if stopped or stop.wait(4.0):
+            return
 
 
 def _inject(
@@ -559,11 +568,14 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
         procs.start()
         threading.Thread(target=supervisor, name="supervisor", daemon=True).start()
         t0 = time.monotonic()
-        events = _schedule(plan, procs, cluster, receiver, report, rng, s.jobs_topic)
+        events = _schedule(plan, procs, cluster, report, rng, s.jobs_topic)
         injector = threading.Thread(target=_inject, args=(events, t0, report, supervising), daemon=True)
         injector.start()
+        flapper = threading.Thread(target=_flap, args=(plan, receiver, report, t0, supervising), daemon=True)
+        flapper.start()
         acked = _submit(plan, s, receiver.url, report, t0)
         injector.join()
+        flapper.join()
         deadline = time.monotonic() + plan.settle_timeout_s
         while time.monotonic() < deadline:
             if receiver.mode == "ok" and acked <= watch.ids and acked <= receiver.deliveries.keys():
