@@ -4,9 +4,17 @@ bench/gpu-device.sh's recipe; Kafka is the Tansu broker there).
 
 Phases, in this order, on one jobs topic of 12 partitions, each on fresh prompts (prefix caching
 is off anyway): A, worker 0 alone on GPU 0; B, worker 1 joins on GPU 1 and both share the group;
-A', worker 1 stops and worker 0 is alone again. Each phase first answers a warm-up of 64 jobs, then
-is timed from its first job started to its last result produced; tok/s = output tokens / that.
-Ratio = B / mean(A, A'): the goal is >= 1.9.
+A', worker 1 stops and worker 0 is alone again; then (BENCH_DP=1) DP, worker 0 stops and one worker
+drives both GPUs through vLLM's data parallelism (data_parallel_size 2: one frontend, one engine
+core per GPU). Each phase first answers a warm-up of 64 jobs (not counted), then its jobs are
+produced at once. Two rates per phase:
+- backlog: output tokens / (first job started -> last result): a finite backlog, drain included,
+  which ends when the busiest worker does;
+- steady: output tokens of the results that landed between the 5 % point of the phase's results
+  and the moment the first worker started its last job (every worker still had work queued),
+  divided by that window: the rate of a stream that does not run dry.
+Ratio = B / mean(A, A'): the goal is >= 1.9. Each phase also records each worker process tree's CPU
+seconds (frontend + engine core) and every GPU's mean utilization (nvidia-smi, 200 ms).
 
     python -m bench.gpu_scale MODEL JOBS_PER_GPU OUT.jsonl
 """
@@ -24,9 +32,73 @@ from typing import Any
 from bench.gpu import ENGINE, log, model_dir, start_tansu, workload
 
 
-def worker_env(name: str, settings: Any, gpu: int) -> dict[str, str]:
+class GpuSampler:
+    """nvidia-smi's utilization of every GPU, every 200 ms, timestamped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        query = "nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits -lms 200"
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f"{query} | while read l; do echo $(date +%s.%N) $l; done > {path}"]
+        )
+
+    def means(self, t0: float, t1: float) -> dict[str, float]:
+        per: dict[str, list[float]] = {}
+        for row in Path(self.path).read_text().splitlines():
+            parts = row.replace(",", " ").split()
+            if len(parts) == 3 and t0 <= float(parts[0]) <= t1:
+                per.setdefault(parts[1], []).append(float(parts[2]))
+        return {gpu: round(sum(u) / len(u), 1) for gpu, u in per.items()}
+
+    def close(self) -> None:
+        self.proc.terminate()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (the engine cores)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def rates(results: list[Any]) -> dict[str, Any]:
+    """Backlog and steady-state tok/s of one phase's results ((Result, landed_at) pairs)."""
+    start = min(r.started_at.timestamp() for r, _ in results if r.started_at)
+    end = max(ts for _, ts in results)
+    tokens = sum(r.output_tokens for r, _ in results)
+    landed = sorted(ts for _, ts in results)
+    w0 = landed[len(landed) // 20]
+    last_start: dict[str, float] = {}
+    for r, _ in results:
+        if r.started_at:
+            last_start[r.worker_id] = max(last_start.get(r.worker_id, 0.0), r.started_at.timestamp())
+    w1 = min(last_start.values())
+    steady = sum(r.output_tokens for r, ts in results if w0 <= ts <= w1)
+    return {
+        "tokens": tokens,
+        "seconds": end - start,
+        "tok_s": tokens / (end - start),
+        "steady_window_s": [round(w0 - start, 2), round(w1 - start, 2)],
+        "steady_tok_s": steady / (w1 - w0) if w1 - w0 > 1 else None,
+        "drain_s": end - max(last_start.values()),
+    }
+
+
+def worker_env(name: str, settings: Any, gpu: int, dp: dict[str, Any] | None = None) -> dict[str, str]:
     path = model_dir(name)
-    extra = {
+    extra = (dp or {}) | {
         k: v
         for k, v in ENGINE.items()
         if k not in ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_seqs")
@@ -34,7 +106,7 @@ def worker_env(name: str, settings: Any, gpu: int) -> dict[str, str]:
     return {
         **os.environ,
         **settings.child_env(),
-        "CUDA_VISIBLE_DEVICES": str(gpu),
+        "CUDA_VISIBLE_DEVICES": "0,1" if dp else str(gpu),
         "SLUICE_WORKER_GROUP_ID": f"{settings.jobs_topic}-workers",
         "SLUICE_WORKER_WORKER_ID": f"gpu{gpu}",
         "SLUICE_WORKER_ENGINE": "vllm",
@@ -47,6 +119,8 @@ def worker_env(name: str, settings: Any, gpu: int) -> dict[str, str]:
         "SLUICE_WORKER_ENGINE_ARGS": json.dumps({"tokenizer": str(path / "tokenizer"), **extra}),
         "SLUICE_WORKER_IDEMPOTENCY": "false",
         "SLUICE_LOG_LEVEL": "INFO",  # "partitions assigned" says worker 1 joined
+        # Two engines behind one worker: twice one GPU's jobs in flight, as two workers would hold.
+        **({"SLUICE_WORKER_MAX_IN_FLIGHT": str(4 * ENGINE["max_num_seqs"])} if dp else {}),
     }
 
 
@@ -86,37 +160,48 @@ def main() -> None:
         results = read_results(bootstrap, s.results_topic, produced)
         return [(r, ts) for r, ts in results if r.job_id.startswith(f"{tag}-")]
 
+    gpus = GpuSampler("/tmp/gpu-scale-util.txt")
+    cmd = [sys.executable, "-m", "sluice.cli", "worker"]
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+
     def timed(phase: str, n: int) -> None:
-        run(f"{phase}-warm", 64)
+        run(f"warm-{phase}", 64)
+        cpu0 = {g: cpu_seconds(w.pid) for g, w in workers.items()}
+        t0 = time.time()
         results = run(phase, n)
-        start = min(r.started_at.timestamp() for r, _ in results if r.started_at)
-        seconds = max(ts for _, ts in results) - start
-        tokens = sum(r.output_tokens for r, _ in results)
-        by = {}
+        t1 = time.time()
+        by: dict[str, int] = {}
+        tokens_by: dict[str, int] = {}
         for r, _ in results:
             by[r.worker_id] = by.get(r.worker_id, 0) + 1
+            tokens_by[r.worker_id] = tokens_by.get(r.worker_id, 0) + r.output_tokens
         emit(
             {
                 "phase": phase,
                 "jobs": n,
-                "tokens": tokens,
-                "seconds": seconds,
-                "tok_s": tokens / seconds,
+                **rates(results),
                 "by_worker": by,
+                "tokens_by_worker": tokens_by,
+                "cpu_cores_by_worker": {
+                    f"gpu{g}": round((cpu_seconds(w.pid) - cpu0[g]) / (t1 - t0), 2)
+                    for g, w in workers.items()
+                },
+                "gpu_util": gpus.means(t0, t1),
             }
         )
 
-    cmd = [sys.executable, "-m", "sluice.cli", "worker"]
-    workers: list[subprocess.Popen[bytes]] = []
-
-    def start(gpu: int) -> None:
+    def start(gpu: int, engine_args: dict[str, Any] | None = None) -> None:
         with open(f"/tmp/worker{gpu}.log", "wb") as log_file:  # the child keeps its own copy
-            workers.append(
-                subprocess.Popen(cmd, env=worker_env(name, s, gpu), stdout=log_file, stderr=log_file)
-            )
+            env = worker_env(name, s, gpu, engine_args)
+            workers[gpu] = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=log_file)
 
     def joined(gpu: int) -> bool:
         return b'"partitions assigned"' in Path(f"/tmp/worker{gpu}.log").read_bytes()
+
+    def stop(gpu: int) -> None:
+        w = workers.pop(gpu)
+        w.terminate()
+        w.wait(120)
 
     try:
         t = time.time()
@@ -130,13 +215,21 @@ def main() -> None:
             time.sleep(1)
         time.sleep(5)  # the group settles: worker 0 gives up half its partitions
         timed("B", 2 * per_gpu)
-        workers.pop().terminate()
+        stop(1)
         time.sleep(15)  # worker 1's partitions go back to worker 0
         timed("A2", per_gpu)
+        if os.environ.get("BENCH_DP", "0") == "1":
+            stop(0)
+            t = time.time()
+            start(2, {"data_parallel_size": 2})
+            run("dp-first", 1)
+            emit({"phase": "dp-start-to-first-result", "seconds": time.time() - t})
+            timed("DP", 2 * per_gpu)
         emit({"pattern": "done"})  # bench/gpu-device.sh stops the run on this record
     finally:
-        for w in workers:
+        for w in workers.values():
             w.kill()
+        gpus.close()
         broker.terminate()
 
 
