@@ -30,3 +30,5 @@ while kill -0 $pid 2>/dev/null; do
   sleep 2
 done
 grep -v -E "^\s*$|it/s\]" /tmp/gpu-bench.log | tail -n 60
+for f in /tmp/worker*.log; do [ -f "$f" ] && tail -c 30000 "$f" > "$OUT/$(basename "$f")"; done
+true
