@@ -26,7 +26,7 @@ else
 fi
 pid=$!
 while kill -0 $pid 2>/dev/null; do
-  if grep -q '"pattern": "done"' "$out" 2>/dev/null; then sleep 2; kill -9 $pid; break; fi
+  if grep -q '"pattern": "done"' "$out" 2>/dev/null; then sleep 2; kill -9 $pid 2>/dev/null || true; break; fi
   sleep 2
 done
 grep -v -E "^\s*$|it/s\]" /tmp/gpu-bench.log | tail -n 60

@@ -6,15 +6,12 @@ Phases, in this order, on one jobs topic of 12 partitions, each on fresh prompts
 is off anyway): A, worker 0 alone on GPU 0; B, worker 1 joins on GPU 1 and both share the group;
 A', worker 1 stops and worker 0 is alone again; then (BENCH_DP=1) DP, worker 0 stops and one worker
 drives both GPUs through vLLM's data parallelism (data_parallel_size 2: one frontend, one engine
-core per GPU). Each phase first answers a warm-up of 64 jobs (not counted), then its jobs are
-produced at once. Two rates per phase:
-- backlog: output tokens / (first job started -> last result): a finite backlog, drain included,
-  which ends when the busiest worker does;
-- steady: output tokens of the results that landed between the 5 % point of the phase's results
-  and the moment the first worker started its last job (every worker still had work queued),
-  divided by that window: the rate of a stream that does not run dry.
-Ratio = B / mean(A, A'): the goal is >= 1.9. Each phase also records each worker process tree's CPU
-seconds (frontend + engine core) and every GPU's mean utilization (nvidia-smi, 200 ms).
+core per GPU). Each phase first answers a warm-up of WARM jobs (not counted: an engine's first
+full-width batches are slower, seen as a first phase at half the rate of a later one), then its jobs
+are produced at once; tok/s = output tokens / (first job started -> last result), a finite backlog,
+drain included, which ends when the busiest worker does. Ratio = B / mean(A, A'): the goal is
+>= 1.9. Each phase also records each worker process tree's CPU seconds (frontend + engine core) and
+every GPU's mean utilization (nvidia-smi, 200 ms).
 
     python -m bench.gpu_scale MODEL JOBS_PER_GPU OUT.jsonl
 """
@@ -74,26 +71,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rates(results: list[Any]) -> dict[str, Any]:
-    """Backlog and steady-state tok/s of one phase's results ((Result, landed_at) pairs)."""
+    """tok/s of one phase's results ((Result, landed_at) pairs)."""
     start = min(r.started_at.timestamp() for r, _ in results if r.started_at)
     end = max(ts for _, ts in results)
     tokens = sum(r.output_tokens for r, _ in results)
-    landed = sorted(ts for _, ts in results)
-    w0 = landed[len(landed) // 20]
     last_start: dict[str, float] = {}
     for r, _ in results:
         if r.started_at:
             last_start[r.worker_id] = max(last_start.get(r.worker_id, 0.0), r.started_at.timestamp())
-    w1 = min(last_start.values())
-    steady = sum(r.output_tokens for r, ts in results if w0 <= ts <= w1)
     return {
         "tokens": tokens,
         "seconds": end - start,
         "tok_s": tokens / (end - start),
-        "steady_window_s": [round(w0 - start, 2), round(w1 - start, 2)],
-        "steady_tok_s": steady / (w1 - w0) if w1 - w0 > 1 else None,
+        "last_start_s": {w: round(t - start, 2) for w, t in last_start.items()},
         "drain_s": end - max(last_start.values()),
     }
+
+
+WARM = int(os.environ.get("BENCH_WARM", "600"))
 
 
 def worker_env(name: str, settings: Any, gpu: int, dp: dict[str, Any] | None = None) -> dict[str, str]:
@@ -165,7 +160,7 @@ def main() -> None:
     workers: dict[int, subprocess.Popen[bytes]] = {}
 
     def timed(phase: str, n: int) -> None:
-        run(f"warm-{phase}", 64)
+        run(f"warm-{phase}", WARM)
         cpu0 = {g: cpu_seconds(w.pid) for g, w in workers.items()}
         t0 = time.time()
         results = run(phase, n)
