@@ -243,7 +243,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     detok = DetokenizingEngine(engine.settings)  # sharing the engine's AsyncLLM
     detok._llm, detok._tokenizer, detok._max_len = engine._llm, engine._tokenizer, engine._max_len
 
-    warm = workload(name, 64, seed=7)
+    warm = workload(name, 600, seed=7)  # full-width batches: a first one runs slow
     llm.generate([p for p, _ in warm], [VSP(max_tokens=32) for _ in warm], use_tqdm=False)
     await asyncio.gather(
         *(
