@@ -58,18 +58,18 @@ Kafka loop, result encoding and publishing were ~10 % of the frontend's samples.
 frontend holds the engine back; the spread of the ratio is the engine's own."""
 
 
-GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-GPU H200 hosts (32 cores)
-with `BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500` and `BENCH=gpu_scale [BENCH_DP=1]
-bash bench/gpu-device.sh qwen2-0.5b 2000` (bench/gpu_scale.py; vLLM 0.26.0, dummy weights, bf16,
+GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-GPU H200 hosts (32 cores) with
+`BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500` and `BENCH=gpu_scale [BENCH_DP=1] bash
+bench/gpu-device.sh qwen2-0.5b 2000` (bench/gpu_scale.py; vLLM 0.26.0, dummy weights, bf16,
 max_num_seqs 512, prefix caching off, gpu_memory_utilization 0.85; Kafka = Tansu on the same host;
-12 partitions), three runs on one lease (r1-r3, in that order), one row each. Real `sluice worker --engine vllm` processes,
-one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A, worker 0 alone; B, worker 1
-joins (cooperative-sticky assignment gives each 6 of the 12 partitions; jobs are keyed by id, so a
-worker's share of a backlog is even up to the hash's spread: 1,475-2,019 vs 1,500-2,000 here) and
-the backlog is twice as large; A', worker 1 stopped, worker 0 alone again; DP (BENCH_DP=1), one
-worker whose engine is vLLM data parallel over both GPUs (`data_parallel_size: 2` in
-SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). Each phase answers warm-up jobs first (64, or 600
-from the third run on), then fresh prompts timed from the first job started to the last result
+12 partitions), three runs on one lease (r1-r3, in that order), one row each. Real `sluice worker
+--engine vllm` processes, one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A, worker
+0 alone; B, worker 1 joins (cooperative-sticky assignment gives each 6 of the 12 partitions; jobs
+are keyed by id, so a worker's share of a backlog is even up to the hash's spread: 1,475-2,019 vs
+1,500-2,000 here) and the backlog is twice as large; A', worker 1 stopped, worker 0 alone again; DP
+(BENCH_DP=1), one worker whose engine is vLLM data parallel over both GPUs (`data_parallel_size: 2`
+in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). Each phase answers warm-up jobs first (64, or
+600 from the third run on), then fresh prompts timed from the first job started to the last result
 (a finite backlog, drain included). Ratio = B / mean(A, A'). CPU = cores used by each worker's
 process tree (frontend + vLLM engine core), from /proc over the phase. Raw records:
 bench/results/gpu-scale-h200x2-*.jsonl.

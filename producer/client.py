@@ -135,15 +135,14 @@ class JobProducer:
                 key = (msg.key() if msg is not None else None) or b"?"
                 failures.append(KafkaOperationError(f"job {key.decode()} not stored: {err}", err))
 
-        targets = {self._topic_for(job) for job in jobs}
+        targets = [self._topic_for(job) for job in jobs]
         if self._lag is not None:
-            for target in targets:
+            for target in set(targets):
                 self._lag.check(target)
-        for job in jobs:
+        for job, target in zip(jobs, targets, strict=True):
             if job.webhook_url is not None:
                 self.check_webhook_url(job.webhook_url)
             headers = [(TRACEPARENT, new_traceparent().encode())]
-            target = self._topic_for(job)
             produce(self._producer, target, encode(job), job.job_id.encode(), headers, delivered)
 
     def check_webhook_url(self, url: str) -> None:

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import KafkaException
@@ -28,23 +30,34 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@contextmanager
+def sluice_broker(
+    args: list[str], until: bytes, timeout: float
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Run `sluice broker ARGS` until its output shows `until`; yields it and that output; killed
+    on the way out if a test left it running."""
+    env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
+    cmd = [sys.executable, "-m", "sluice.cli", "broker", *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        deadline, seen = time.monotonic() + timeout, b""
+        while until not in seen and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += os.read(proc.stdout.fileno(), 4096)
+        assert until in seen, seen.decode(errors="replace")
+        yield proc, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 def test_a_signal_to_sluice_broker_stops_the_jvm(sig: signal.Signals) -> None:
     port = free_port()
-    env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice.cli", "broker", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    try:
-        deadline, seen = time.monotonic() + 120, b""
-        while b"ready" not in seen and time.monotonic() < deadline and proc.poll() is None:
-            if select.select([proc.stdout], [], [], 1.0)[0]:
-                seen += os.read(proc.stdout.fileno(), 4096)
-        assert b"ready" in seen, seen.decode(errors="replace")
+    with sluice_broker(["--port", str(port)], b"ready", 120) as (proc, _):
         assert _listening(port)
         proc.send_signal(sig)
         assert proc.wait(60) == 0
@@ -53,31 +66,12 @@ def test_a_signal_to_sluice_broker_stops_the_jvm(sig: signal.Signals) -> None:
         while _listening(port) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _listening(port), f"a broker still listens on {port} after {sig.name}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
 
 
 def test_sluice_broker_nodes_3_is_a_replicated_cluster_that_stops_whole() -> None:
     port = free_port()
-    env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice.cli", "broker", "--nodes", "3", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    try:
-        deadline, seen = time.monotonic() + 180, b""
-        while (
-            b"SLUICE_REPLICATION_FACTOR" not in seen and time.monotonic() < deadline and proc.poll() is None
-        ):
-            if select.select([proc.stdout], [], [], 1.0)[0]:
-                seen += os.read(proc.stdout.fileno(), 4096)
-        text = seen.decode(errors="replace")
+    args = ["--nodes", "3", "--port", str(port)]
+    with sluice_broker(args, b"SLUICE_REPLICATION_FACTOR", 180) as (proc, text):
         assert "export SLUICE_REPLICATION_FACTOR=3" in text, text
         bootstrap = text.split("export KAFKA_BOOTSTRAP_SERVERS=")[1].split()[0]
         ports = [int(a.rsplit(":", 1)[1]) for a in bootstrap.split(",")]
@@ -117,8 +111,3 @@ def test_sluice_broker_nodes_3_is_a_replicated_cluster_that_stops_whole() -> Non
         while any(_listening(p) for p in ports) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(_listening(p) for p in ports), "a node still listens after SIGTERM"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
