@@ -13,8 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.helm.tools import ToolError, run_tool
-from tests.k8s.cluster import tools_cache
+from tests.helm.tools import ToolError, run_tool, tools_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"

@@ -21,7 +21,11 @@ KEDA_VERSION = "v2.21.0"  # the one deploy/k8s/kedawrap builds for the live test
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 # A helm built by `go install` lacks the release's version stamps and assumes Kubernetes 1.20.
 KUBE_VERSION = "1.31.0"
-_CACHE = Path(os.environ.get("SLUICE_CACHE_DIR", ROOT / ".cache"))
+
+
+def tools_cache() -> Path:
+    """Where built tools live, outside any clone and keyed by version, so fresh clones reuse them."""
+    return Path(os.environ.get("SLUICE_TOOLS_CACHE", Path.home() / ".cache" / "sluice"))
 
 
 class ToolError(RuntimeError):
@@ -47,7 +51,7 @@ def _go() -> str:
 
 def helm() -> Path:
     """The pinned helm binary, built once with `go install` (~2 minutes on 2 cores)."""
-    path = _CACHE / "bin" / f"helm-{HELM_VERSION}"
+    path = tools_cache() / "bin" / f"helm-{HELM_VERSION}"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

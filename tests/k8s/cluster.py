@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from sluice.broker import free_port
-from tests.helm.tools import KEDA_VERSION, ToolError, keda_source, run_tool
+from tests.helm.tools import KEDA_VERSION, ToolError, keda_source, run_tool, tools_cache
 
 K8S_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
@@ -46,10 +46,6 @@ _BINARIES = (
     "keda-operator",
     "keda-adapter",
 )
-
-
-def tools_cache() -> Path:
-    return Path(os.environ.get("SLUICE_TOOLS_CACHE", Path.home() / ".cache" / "sluice"))
 
 
 def binaries() -> Path:
