@@ -4,6 +4,7 @@
 # other wheels, unpacks vLLM 0.26.0, and runs `python -m bench.gpu MODEL N REPS` with results in $OUT.
 # usage (on the device): bash bench/gpu-device.sh MODEL N REPS [PATTERNS]
 #                    or: BENCH=gpu_scale bash bench/gpu-device.sh MODEL JOBS_PER_GPU   (2 GPUs)
+#                    or: BENCH=gpu_pair bash bench/gpu-device.sh MODEL JOBS_PER_GPU    (2 GPUs, no Sluice)
 set -euo pipefail
 [ -f /tmp/vparts/site.part00 ] || { echo LOST_PART00; exit 9; }
 if [ ! -d /tmp/site/vllm ]; then
@@ -21,6 +22,9 @@ out="$OUT/gpu-$1.jsonl"
 if [ "${BENCH:-gpu}" = gpu_scale ]; then  # BENCH=gpu_scale bash bench/gpu-device.sh MODEL JOBS_PER_GPU
   out="$OUT/gpu-scale-$1.jsonl"
   python3 -m bench.gpu_scale "$1" "$2" "$out" > /tmp/gpu-bench.log 2>&1 &
+elif [ "${BENCH:-gpu}" = gpu_pair ]; then  # BENCH=gpu_pair bash bench/gpu-device.sh MODEL JOBS_PER_GPU
+  out="$OUT/gpu-pair-$1.jsonl"
+  python3 -m bench.gpu_pair "$1" "$2" "$out" > /tmp/gpu-bench.log 2>&1 &
 else
   python3 -m bench.gpu "$1" "$2" "$3" "$out" ${4:-} > /tmp/gpu-bench.log 2>&1 &
 fi
