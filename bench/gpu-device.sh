@@ -16,6 +16,8 @@ fi
 export PY_SPY=/tmp/site/bin/py-spy PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
   PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# Which cores and NUMA node each GPU sits next to, and the host's CPUs: for reading 2-GPU results.
+{ nvidia-smi topo -m; echo; lscpu; } > "$OUT/host.txt" 2>&1 || true
 # Two engines' teardown can hang (seen on the H200: minutes past the last result): once the run
 # says it is done, it is stopped.
 out="$OUT/gpu-$1.jsonl"
