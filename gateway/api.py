@@ -163,6 +163,7 @@ def run_api(settings: ApiSettings) -> int:
             settings.results_topic,
             cancels,
             events_topic(settings),
+            settings.batch_cancel_grace_s,
         )
         app = create_app(settings, store, follower, producer, keys, files, (batches, driver), cancels)
         runner = web.AppRunner(app, access_log=None)

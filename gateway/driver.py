@@ -60,8 +60,10 @@ class BatchDriver:
         results_topic: str,
         cancels: Cancellations,
         events_topic: str,
+        cancel_grace_s: float = 60.0,
     ) -> None:
         self.cancels, self.events_topic = cancels, events_topic
+        self.cancel_grace_s = cancel_grace_s
         self.batches, self.files, self.store, self.jobs = batches, files, store, jobs
         self.producer, self.work = producer, work
         self.work_topic, self.results_topic = work_topic, results_topic
@@ -141,8 +143,12 @@ class BatchDriver:
         batch = self.batches.get(batch_id)
         if batch is None:  # its record has not reached this replica yet
             return
-        if batch.status not in TERMINAL and batch_id in self._cancels:
-            await self._end(batch, "cancelled", cancelling=True)
+        if batch.status == "in_progress" and batch_id in self._cancels:
+            await self._cancelling(batch)
+        elif batch.status not in TERMINAL and batch.status != "cancelling" and batch_id in self._cancels:
+            await self._end(batch, "cancelled", cancelling=True)  # no row went out yet
+        elif batch.status == "cancelling":
+            await self._cancelled_when_answered(batch)
         elif batch.status == "validating":
             await self._start(batch)
         elif batch.status == "in_progress":
@@ -267,10 +273,24 @@ class BatchDriver:
             batch.completed, batch.failed = completed, failed
             self.batches.save(batch)
 
+    async def _cancelling(self, batch: Batch) -> None:
+        """Tell the workers (rows still queued never start, those running stop), then wait in
+        "cancelling" for every row's answer, as OpenAI's batches do: a row that finished just before
+        its cancel reached a worker then counts as completed in the counts and the files alike."""
+        await self._cancel_rows(batch)
+        batch.move("cancelling")
+        self.batches.save(batch)
+
+    async def _cancelled_when_answered(self, batch: Batch) -> None:
+        counts = self.store.counts(f"{batch.id}:")
+        waited = time.time() - batch.times.get("cancelling_at", 0)
+        if sum(counts.values()) >= batch.total or waited >= self.cancel_grace_s:
+            await self._end(batch, "cancelled")  # rows still unanswered: batch_cancelled lines
+
     async def _end(self, batch: Batch, status: str, cancelling: bool = False) -> None:
         """Final counts and usage from the results, the sizes of its files, and the final state."""
         if status != "failed":
-            if cancelling:
+            if cancelling and batch.status != "cancelling":
                 batch.move("cancelling")
             batch.move("finalizing")
             if not batch.total:  # cancelled before its rows went out: every row is unanswered

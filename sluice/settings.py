@@ -384,6 +384,10 @@ class ApiSettings(KafkaSettings):
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     # Largest file upload (OpenAI's limit for a batch input file); it is streamed, never held whole.
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # A cancelled batch stays "cancelling" until every row has its answer from a worker (cancelled,
+    # or succeeded if it finished first), at most this long; rows still unanswered then are
+    # batch_cancelled in its error file.
+    batch_cancel_grace_s: float = Field(60.0, ge=0.0)
 
 
 class Subscription(BaseModel):

@@ -6,8 +6,11 @@ import time
 from pathlib import Path
 
 import openai
+from confluent_kafka import Producer
 
+from gateway.rows import job_id_for
 from sluice.broker import free_port
+from sluice.contract import encode_result
 from tests.integration.conftest import Env, Procs, api_key, wait_until
 from tests.integration.test_batches import CHAT, jsonl, lines, row, until_ended
 from tests.integration.test_result_store import start_api
@@ -63,3 +66,56 @@ def test_a_batch_cancelled_mid_run_stops_its_rows_on_the_workers(
     wait_until(lambda: len(lines(oai, ended.error_file_id)) == 40 - done, 30, "the rows' cancelled lines")
     codes = {line["error"]["code"] for line in lines(oai, ended.error_file_id)}
     assert codes == {"batch_cancelled"} and len(lines(oai, ended.output_file_id)) == done
+
+
+def test_a_cancelled_batch_waits_for_its_rows_answers_and_counts_one_that_finished_first(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    key = api_key(env)
+    port = free_port()
+    start_api(procs, env, port, tmp_path / "g.db")  # no worker yet: the rows wait in the jobs topic
+    oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    procs.closers.append(oai.close)
+    upload = oai.files.create(
+        file=("in.jsonl", jsonl([row(f"r{i}", "x") for i in range(10)])), purpose="batch"
+    )
+    batch = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+    wait_until(lambda: oai.batches.retrieve(batch.id).status == "in_progress", 60, "the rows published")
+    oai.batches.cancel(batch.id)
+    # No row has its answer yet: the batch stays "cancelling", as OpenAI's do while requests finish.
+    time.sleep(3)
+    assert oai.batches.retrieve(batch.id).status == "cancelling"
+    # A row a worker finished just before the cancel reached it: its result lands after the cancel.
+    early = job_id_for(batch.id, "r0")
+    producer = Producer({"bootstrap.servers": env.bootstrap})
+    value = encode_result(early, "succeeded", model="m", output="early", output_tokens=1)
+    producer.produce(env.settings.results_topic, value, early.encode())
+    assert producer.flush(30) == 0
+    procs.start("worker", ["worker"], env.environ())  # the other nine are cancelled, never started
+    ended = until_ended(oai, batch.id)
+    assert ended.status == "cancelled" and ended.request_counts is not None
+    assert (ended.request_counts.completed, ended.request_counts.failed) == (1, 9)
+    # The counts and the files agree, whenever the files are read.
+    assert [line["custom_id"] for line in lines(oai, ended.output_file_id)] == ["r0"]
+    errors = lines(oai, ended.error_file_id)
+    assert len(errors) == 9 and {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+
+
+def test_a_cancelled_batch_with_no_worker_to_answer_ends_after_the_grace(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    key = api_key(env)
+    port = free_port()
+    start_api(procs, env, port, tmp_path / "g.db", SLUICE_API_BATCH_CANCEL_GRACE_S="2")
+    oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    procs.closers.append(oai.close)
+    upload = oai.files.create(
+        file=("in.jsonl", jsonl([row(f"r{i}", "x") for i in range(5)])), purpose="batch"
+    )
+    batch = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+    wait_until(lambda: oai.batches.retrieve(batch.id).status == "in_progress", 60, "the rows published")
+    oai.batches.cancel(batch.id)
+    ended = until_ended(oai, batch.id)
+    assert ended.status == "cancelled" and ended.request_counts is not None
+    assert (ended.request_counts.completed, ended.request_counts.failed) == (0, 5)
+    assert ended.output_file_id is None and len(lines(oai, ended.error_file_id)) == 5
