@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,19 @@ NAIVE_CAP_S = float(os.environ.get("BENCH_NAIVE_CAP_S", "40"))
 
 def log(*a: object) -> None:
     print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def emitter(path: str, **fixed: Any) -> Callable[[dict[str, Any]], None]:
+    """A function that appends each record (with `fixed` in front) to the JSONL file and logs it:
+    records are written as they come, so a run cut short keeps what it measured."""
+
+    def emit(rec: dict[str, Any]) -> None:
+        rec = {**fixed, **rec}
+        with open(path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        log("RESULT", json.dumps(rec))
+
+    return emit
 
 
 def model_dir(name: str) -> Path:
@@ -410,11 +424,7 @@ def main() -> None:
     name, n, reps, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     patterns = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else PATTERNS
 
-    def emit(rec: dict[str, Any]) -> None:
-        rec = {"model": name, "n": n, **rec}
-        with open(out_path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        log("RESULT", json.dumps(rec))
+    emit = emitter(out_path, model=name, n=n)
 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # a smoke run here, on the local broker
         asyncio.run(run(name, n, reps, os.environ["KAFKA_BOOTSTRAP_SERVERS"], emit, patterns))

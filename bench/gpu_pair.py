@@ -20,9 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from bench.gpu import ENGINE, log, model_dir, workload
+from bench.gpu import ENGINE, emitter, model_dir, workload
 
 GO = Path("/tmp/gpu-pair")
 
@@ -56,11 +55,7 @@ def child(name: str, gpu: int, n: int) -> None:
 def main() -> None:
     name, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
-    def emit(rec: dict[str, Any]) -> None:
-        rec = {"model": name, "per_gpu": n, **rec}
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        log("RESULT", json.dumps(rec))
+    emit = emitter(out, model=name, per_gpu=n)
 
     GO.mkdir(parents=True, exist_ok=True)
     for f in GO.iterdir():

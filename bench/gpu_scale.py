@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.gpu import ENGINE, log, model_dir, start_tansu, workload
+from bench.gpu import ENGINE, emitter, model_dir, start_tansu, workload
 
 
 class GpuSampler:
@@ -126,11 +126,7 @@ def main() -> None:
 
     name, per_gpu, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
-    def emit(rec: dict[str, Any]) -> None:
-        rec = {"model": name, "per_gpu": per_gpu, **rec}
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        log("RESULT", json.dumps(rec))
+    emit = emitter(out, model=name, per_gpu=per_gpu)
 
     broker, bootstrap = start_tansu()
     s = topics(bootstrap, partitions=12)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import openai
 from confluent_kafka import Producer
+from openai.types import Batch
 
 from gateway.rows import job_id_for
 from sluice.broker import free_port
@@ -68,20 +69,28 @@ def test_a_batch_cancelled_mid_run_stops_its_rows_on_the_workers(
     assert codes == {"batch_cancelled"} and len(lines(oai, ended.output_file_id)) == done
 
 
-def test_a_cancelled_batch_waits_for_its_rows_answers_and_counts_one_that_finished_first(
-    env: Env, procs: Procs, tmp_path: Path
-) -> None:
-    key = api_key(env)
+def _cancelled_with_no_worker(
+    env: Env, procs: Procs, tmp_path: Path, rows: int, **environ: str
+) -> tuple[openai.OpenAI, Batch]:
+    """A gateway (no worker), a batch of `rows` rows published, then cancelled."""
     port = free_port()
-    start_api(procs, env, port, tmp_path / "g.db")  # no worker yet: the rows wait in the jobs topic
+    key = api_key(env)
+    start_api(procs, env, port, tmp_path / "g.db", **environ)
     oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
     procs.closers.append(oai.close)
-    upload = oai.files.create(
-        file=("in.jsonl", jsonl([row(f"r{i}", "x") for i in range(10)])), purpose="batch"
-    )
+    content = jsonl([row(f"r{i}", "x") for i in range(rows)])
+    upload = oai.files.create(file=("in.jsonl", content), purpose="batch")
     batch = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
     wait_until(lambda: oai.batches.retrieve(batch.id).status == "in_progress", 60, "the rows published")
     oai.batches.cancel(batch.id)
+    return oai, batch
+
+
+def test_a_cancelled_batch_waits_for_its_rows_answers_and_counts_one_that_finished_first(
+    env: Env, procs: Procs, tmp_path: Path
+) -> None:
+    # No worker yet: the rows wait in the jobs topic.
+    oai, batch = _cancelled_with_no_worker(env, procs, tmp_path, 10)
     # No row has its answer yet: the batch stays "cancelling", as OpenAI's do while requests finish.
     time.sleep(3)
     assert oai.batches.retrieve(batch.id).status == "cancelling"
@@ -104,17 +113,7 @@ def test_a_cancelled_batch_waits_for_its_rows_answers_and_counts_one_that_finish
 def test_a_cancelled_batch_with_no_worker_to_answer_ends_after_the_grace(
     env: Env, procs: Procs, tmp_path: Path
 ) -> None:
-    key = api_key(env)
-    port = free_port()
-    start_api(procs, env, port, tmp_path / "g.db", SLUICE_API_BATCH_CANCEL_GRACE_S="2")
-    oai = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-    procs.closers.append(oai.close)
-    upload = oai.files.create(
-        file=("in.jsonl", jsonl([row(f"r{i}", "x") for i in range(5)])), purpose="batch"
-    )
-    batch = oai.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
-    wait_until(lambda: oai.batches.retrieve(batch.id).status == "in_progress", 60, "the rows published")
-    oai.batches.cancel(batch.id)
+    oai, batch = _cancelled_with_no_worker(env, procs, tmp_path, 5, SLUICE_API_BATCH_CANCEL_GRACE_S="2")
     ended = until_ended(oai, batch.id)
     assert ended.status == "cancelled" and ended.request_counts is not None
     assert (ended.request_counts.completed, ended.request_counts.failed) == (0, 5)
