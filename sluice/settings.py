@@ -267,6 +267,9 @@ class EngineSettings(BaseModel):
     enforce_eager: bool = False
     lora_modules: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(default_factory=dict)
     max_lora_rank: int = Field(16, ge=1)
+    # How the worker drives vLLM: "async", AsyncLLM's output handling on the worker's event loop;
+    # "thread", a synchronous LLMEngine stepped by a thread of its own, as LLM.generate does.
+    vllm_driver: Literal["async", "thread"] = "async"
     # Any other AsyncEngineArgs field, passed as given (JSON object or name=value pairs).
     engine_args: Options = Field(default_factory=dict)
     # The FakeEngine (engine "fake", a test double): `fake_max_batch` sequences at once, each

@@ -100,12 +100,16 @@ def vllm_environ(env: Env, model: Path) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="module")
-def venv(bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """One vLLM worker for the module (loading the engine is the slow part)."""
+@pytest.fixture(scope="module", params=["async", "thread"])
+def venv(
+    request: pytest.FixtureRequest, bootstrap: str, model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    """One vLLM worker per driver (SLUICE_WORKER_VLLM_DRIVER: AsyncLLM on the event loop, or an
+    LLMEngine stepped in its own thread), shared by the tests (loading the engine is the slow part)."""
     env = new_env(bootstrap, "v")
     procs = Procs(tmp_path_factory.mktemp("vllm-worker"))
-    procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], vllm_environ(env, model))
+    environ = vllm_environ(env, model) | {"SLUICE_WORKER_VLLM_DRIVER": request.param}
+    procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], environ)
     env.procs = procs  # type: ignore[attr-defined]
     yield env
     procs.stop_all()
