@@ -11,7 +11,9 @@ full-width batches are slower, seen as a first phase at half the rate of a later
 are produced at once; tok/s = output tokens / (first job started -> last result), a finite backlog,
 drain included, which ends when the busiest worker does. Ratio = B / mean(A, A'): the goal is
 >= 1.9. Each phase also records each worker process tree's CPU seconds (frontend + engine core) and
-every GPU's mean utilization (nvidia-smi, 200 ms). BENCH_PIN=1 starts each worker on its GPU's own
+every GPU's mean utilization (nvidia-smi, 200 ms). BENCH_CYCLES=K instead keeps both workers up, each
+on topics and a group of its own, and alternates A (worker 0 busy) and B (both busy) K times, for
+a ratio per cycle free of engine starts and of one slow phase. BENCH_PIN=1 starts each worker on its GPU's own
 cores (bench.gpu_host.local_cores), as a Kubernetes node's CPU and topology managers would.
 
     python -m bench.gpu_scale MODEL JOBS_PER_GPU OUT.jsonl
@@ -24,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,8 @@ def rates(results: list[Any]) -> dict[str, Any]:
 
 
 WARM = int(os.environ.get("BENCH_WARM", "600"))
+CYCLES = int(os.environ.get("BENCH_CYCLES", "0"))
+SMOKE = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
 
 
 def worker_env(name: str, settings: Any, gpu: int, dp: dict[str, Any] | None = None) -> dict[str, str]:
@@ -65,7 +70,7 @@ def worker_env(name: str, settings: Any, gpu: int, dp: dict[str, Any] | None = N
         "CUDA_VISIBLE_DEVICES": "0,1" if dp else str(gpu),
         "SLUICE_WORKER_GROUP_ID": f"{settings.jobs_topic}-workers",
         "SLUICE_WORKER_WORKER_ID": f"gpu{gpu}",
-        "SLUICE_WORKER_ENGINE": "vllm",
+        "SLUICE_WORKER_ENGINE": os.environ.get("BENCH_ENGINE", "vllm"),
         "SLUICE_WORKER_MODEL": str(path),
         "SLUICE_WORKER_SERVED_MODEL_NAMES": "bench",
         "SLUICE_WORKER_MAX_NUM_SEQS": str(ENGINE["max_num_seqs"]),
@@ -80,7 +85,7 @@ def worker_env(name: str, settings: Any, gpu: int, dp: dict[str, Any] | None = N
     }
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901 (one run's phases, in order)
     from bench.common import load, topics
     from bench.patterns import read_results
     from sluice.contract import Job, SamplingParams, encode
@@ -89,14 +94,15 @@ def main() -> None:
 
     emit = emitter(out, model=name, per_gpu=per_gpu)
 
-    broker, bootstrap = start_tansu()
+    # A smoke run here: the local broker, and BENCH_ENGINE=fake for workers without a GPU.
+    broker, bootstrap = (None, os.environ["KAFKA_BOOTSTRAP_SERVERS"]) if SMOKE else start_tansu()
     s = topics(bootstrap, partitions=12)
-    produced = 0
+    produced: dict[str, int] = {}
     seed = [3000]
 
-    def run(tag: str, n: int) -> list[Any]:
-        """Produce n jobs tagged `tag` and wait for their results (and every earlier one's)."""
-        nonlocal produced
+    def run(tag: str, n: int, st: Any = s) -> list[Any]:
+        """Produce n jobs tagged `tag` to st's jobs topic and wait for their results (and every
+        earlier one's)."""
         seed[0] += 1
         jobs = [
             Job(
@@ -107,20 +113,28 @@ def main() -> None:
             )
             for i, (p, m) in enumerate(workload(name, n, seed=seed[0]))
         ]
-        load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
-        produced += n
-        results = read_results(bootstrap, s.results_topic, produced)
+        load(bootstrap, st.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
+        produced[st.jobs_topic] = produced.get(st.jobs_topic, 0) + n
+        results = read_results(bootstrap, st.results_topic, produced[st.jobs_topic])
         return [(r, ts) for r, ts in results if r.job_id.startswith(f"{tag}-")]
+
+    def run_each(tag: str, n: int, sets: list[Any]) -> list[Any]:
+        """run() on every topic set at once (one thread each), results together."""
+        with ThreadPoolExecutor(len(sets)) as pool:
+            return [r for part in pool.map(lambda st: run(tag, n, st), sets) for r in part]
 
     gpus = GpuSampler("/tmp/gpu-scale-util.txt")
     cmd = [sys.executable, "-m", "sluice.cli", "worker"]
     workers: dict[int, subprocess.Popen[bytes]] = {}
 
-    def timed(phase: str, n: int) -> None:
-        run(f"warm-{phase}", WARM)
+    def timed(phase: str, n: int, sets: list[Any] | None = None, warm: int = WARM) -> None:
+        """One phase: n jobs (per topic set, `sets` at once; default the group's one)."""
+        sets = sets or [s]
+        if warm:
+            run_each(f"warm-{phase}", warm, sets)
         cpu0 = {g: cpu_seconds(w.pid) for g, w in workers.items()}
         t0 = time.time()
-        results = run(phase, n)
+        results = run_each(phase, n, sets)
         t1 = time.time()
         by: dict[str, int] = {}
         tokens_by: dict[str, int] = {}
@@ -130,7 +144,7 @@ def main() -> None:
         emit(
             {
                 "phase": phase,
-                "jobs": n,
+                "jobs": n * len(sets),
                 **rates(results),
                 "by_worker": by,
                 "tokens_by_worker": tokens_by,
@@ -147,10 +161,10 @@ def main() -> None:
     if cores:
         emit({"phase": "pinned", "cores": {f"gpu{g}": sorted(c) for g, c in cores.items()}})
 
-    def start(gpu: int, engine_args: dict[str, Any] | None = None) -> None:
+    def start(gpu: int, engine_args: dict[str, Any] | None = None, st: Any = s) -> None:
         mine = cores.get(gpu, set().union(*cores.values()) if cores else set())
         with open(f"/tmp/worker{gpu}.log", "wb") as log_file:  # the child keeps its own copy
-            env = worker_env(name, s, gpu, engine_args)
+            env = worker_env(name, st, gpu, engine_args)
             workers[gpu] = subprocess.Popen(
                 cmd,
                 env=env,
@@ -158,6 +172,21 @@ def main() -> None:
                 stderr=log_file,
                 preexec_fn=(lambda: os.sched_setaffinity(0, mine)) if mine else None,
             )
+
+    def cycles() -> None:
+        """BENCH_CYCLES=K: both workers up all along, each on its own topics and group; phases A
+        (worker 0's topics only) and B (both at once) alternate K times, so every B has an A on
+        either side of it and neither pays an engine start."""
+        other = topics(bootstrap, partitions=12)
+        start(0)
+        start(1, st=other)
+        run_each("first", 1, [s, other])
+        run_each("warm", WARM, [s, other])
+        for k in range(CYCLES):
+            timed(f"A{k}", per_gpu, [s], warm=0)
+            timed(f"B{k}", per_gpu, [s, other], warm=0)
+        timed(f"A{CYCLES}", per_gpu, [s], warm=0)
+        emit({"pattern": "done"})
 
     def joined(gpu: int) -> bool:
         return b'"partitions assigned"' in Path(f"/tmp/worker{gpu}.log").read_bytes()
@@ -168,6 +197,9 @@ def main() -> None:
         w.wait(120)
 
     try:
+        if CYCLES:
+            cycles()
+            return
         t = time.time()
         start(0)
         run("first", 1)
@@ -194,7 +226,8 @@ def main() -> None:
         for w in workers.values():
             w.kill()
         gpus.close()
-        broker.terminate()
+        if broker is not None:
+            broker.terminate()
 
 
 if __name__ == "__main__":
