@@ -21,9 +21,10 @@ def test_only_the_exact_live_key_authenticates() -> None:
     keys.add(key)
     assert keys.authenticate(token) == key and len(keys) == 1
     key_id, secret = token.removeprefix(PREFIX).split(".")
+    other_last = "B" if secret.endswith("A") else "A"  # one character off, never the same secret
     for wrong in (
         token + "x",
-        f"{PREFIX}{key_id}.{secret[:-1]}A",
+        f"{PREFIX}{key_id}.{secret[:-1]}{other_last}",
         f"{PREFIX}ffffffffffff.{secret}",
         "sk-abc",
         "",
