@@ -287,18 +287,30 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             for i, (p, m) in enumerate(work)
         ]
 
+    def generate_timed(work: list[tuple[str, int]], rep: int) -> list[tuple[float, int]]:
+        """LLM.generate's own loop (vllm/entrypoints/offline_utils.py `_run_engine`: add every
+        request, then step() until none is unfinished), noting when each request finished."""
+        eng, done = llm.llm_engine, []
+        for i, (p, m) in enumerate(work):
+            eng.add_request(f"c{rep}-{i}", p, VSP(max_tokens=m, temperature=0.8))
+        while eng.has_unfinished_requests():
+            for o in eng.step():
+                if o.finished:
+                    done.append((time.time(), len(o.outputs[0].token_ids)))
+        return done
+
     async def ceiling(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
-        params = [VSP(max_tokens=m, temperature=0.8) for _, m in work]
-        t = time.perf_counter()
-        outs = await asyncio.to_thread(llm.generate, [p for p, _ in work], params, use_tqdm=False)
+        t, wall = time.perf_counter(), time.time()
+        done = await asyncio.to_thread(generate_timed, work, rep)
         dt = time.perf_counter() - t
-        tokens = sum(len(o.outputs[0].token_ids) for o in outs)
-        return {"tokens": tokens, "seconds": dt, "tok_s": tokens / dt}
+        tokens = sum(k for _, k in done)
+        return {"tokens": tokens, "seconds": dt, "tok_s": tokens / dt, **full_batch(done, wall)}
 
     async def asyncllm(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
         tok = engine._tokenizer
 
         submitted: list[float] = []
+        done: list[tuple[float, int]] = []
 
         async def one(i: int, prompt: str, m: int) -> int:
             params = VSP(max_tokens=m, temperature=0.8, output_kind=RequestOutputKind.FINAL_ONLY)
@@ -307,9 +319,11 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             submitted.append(time.perf_counter())
             async for out in engine._llm.generate({"prompt_token_ids": ids}, params, f"a{rep}-{i}"):
                 final = out
-            return len(final.outputs[0].token_ids) if final else 0
+            count = len(final.outputs[0].token_ids) if final else 0
+            done.append((time.time(), count))
+            return count
 
-        t = time.perf_counter()
+        t, wall = time.perf_counter(), time.time()
         counts = await asyncio.gather(*(one(i, p, m) for i, (p, m) in enumerate(work)))
         dt = time.perf_counter() - t
         return {
@@ -317,6 +331,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             "seconds": dt,
             "tok_s": sum(counts) / dt,
             "submit_span_s": max(submitted) - t,  # until the last request went to the engine
+            **full_batch(done, wall),
         }
 
     async def through_kafka(work: list[tuple[str, int]], rep: int, eng: Any) -> dict[str, Any]:
@@ -357,6 +372,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             # from the first job handed to the engine to the last one
             "submit_span_s": max(r.started_at.timestamp() for r, _ in results if r.started_at) - busy[0],
             "failed": sum(r.status != "succeeded" for r, _ in results),
+            **full_batch([(ts, r.output_tokens) for r, ts in results], busy[0]),
         }
 
     runners = {
@@ -392,6 +408,27 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
         emit({"pattern": "naive", "tok_s": rate, "jobs_done": finished, "cap_s": NAIVE_CAP_S})
     gpu.close()
     emit({"pattern": "done"})  # two engines' teardown can hang: bench/gpu-device.sh stops us here
+
+
+def full_batch(done: list[tuple[float, int]], t0: float) -> dict[str, Any]:
+    """tok/s while the engine's batch is full, free of the drain at the end.
+
+    A finite backlog ends with a drain: once fewer requests than max_num_seqs are left, the batch
+    shrinks, and the last long answers (up to 1,024 tokens, each as long as a whole phase at full
+    batch) decide when the phase ends, by when they happened to be admitted. `done` is (finish
+    time, output tokens) per request; the window runs from the 10th-percentile finish (past the
+    ramp-up) to the finish that leaves max_num_seqs unfinished, and counts the tokens of the
+    requests finishing inside it. Every pattern is measured by this same rule."""
+    times = sorted(done)
+    lo, hi = len(times) // 10, len(times) - int(ENGINE["max_num_seqs"])
+    if hi - lo < 10:
+        return {"full_batch_tok_s": None}
+    tokens = sum(k for _, k in times[lo + 1 : hi + 1])
+    return {
+        "full_batch_tok_s": tokens / (times[hi][0] - times[lo][0]),
+        "full_batch_window_s": [round(times[lo][0] - t0, 2), round(times[hi][0] - t0, 2)],
+        "last_finish_s": round(times[-1][0] - t0, 2),
+    }
 
 
 async def profiled(out: str, run: Any) -> dict[str, Any]:

@@ -59,7 +59,12 @@ issue's "best of (i) and (i')" as a pattern. "Per rep" divides each repetition's
 larger of that repetition's two offline runs: with three patterns of equal speed and ~10 % noise
 each, the larger of two noisy draws sits ~5 % above either, so this one reads low by about that
 much. The "one engine" columns compare Sluice with the offline pattern on the same engine
-instance, free of the two instances' differences.
+instance, free of the two instances' differences. Each pattern's record now also holds
+`full_batch_tok_s` (none of the runs above has it yet): tok/s only while max_num_seqs requests or
+more were unfinished (from the 10th-percentile finish to the one that leaves max_num_seqs
+unfinished; bench/gpu.py full_batch). Over a whole finite backlog tok/s includes the drain, when
+the last long answers (up to 1,024 tokens, each as long as a whole phase at full batch) decide the
+end by when they happened to be admitted, which differs between patterns on the same prompts.
 
 The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 11-40 % busy in every
 pattern), so it moves with the host and with time: one pattern varies by up to 37 % between
@@ -103,7 +108,8 @@ B / mean(A, A'). CPU = cores used by each worker's process tree (frontend + vLLM
   faster single phase 1.57-1.84x. The same host kind's own ceiling for two engines,
   `BENCH=gpu_pair bash bench/gpu-device.sh qwen2-0.5b 2000` (bench/gpu_pair.py: two plain
   LLM.generate processes, no Sluice, no Kafka; bench/results/gpu-pair-h200x2-qwen2-0.5b-r1.jsonl):
-  A 16,380, both at once 31,222 (15,454 + 15,768), A' 18,168 = **1.81x**; then every thread of
+  A 16,380, both at once 31,222 (15,454 + 15,768), A' 18,168 = **1.81x** (GPU 0's engine made
+  11 % less beside the other than alone); then every thread of
   each pinned to its own 16 cores: A 15,324, both 32,464 (17,236 + 15,229) = 2.12x of that A (its
   A' was lost to a bug of the benchmark, since fixed). Two Sluice workers (32,968-39,456 tok/s)
   make as much as two plain engines side by side on this host kind (31,222-32,464): the shortfall
@@ -177,12 +183,15 @@ def gpu_rows() -> list[str]:
         util_sl = [r["gpu_util_busy"] for r in by["sluice"] if r.get("gpu_util_busy") is not None]
         offline = ("ceiling", "asyncllm")
 
-        def of_medians(pattern: str, by: dict[str, list[Any]] = by, off: tuple[str, ...] = offline) -> str:
-            """pattern's median tok/s over the better offline pattern's median."""
-            if not by[pattern]:
+        def of_medians(
+            pattern: str, key: str = "tok_s", by: dict[str, list[Any]] = by, off: tuple[str, ...] = offline
+        ) -> str:
+            """pattern's median `key` over the better offline pattern's median."""
+            mine = [r[key] for r in by[pattern] if r.get(key)]
+            theirs = [[r[key] for r in by[p] if r.get(key)] for p in off]
+            if not mine or not all(theirs):
                 return "-"
-            best = max(statistics.median(r["tok_s"] for r in by[p]) for p in off)
-            return f"{statistics.median(r['tok_s'] for r in by[pattern]) / best:.3f}"
+            return f"{statistics.median(mine) / max(statistics.median(t) for t in theirs):.3f}"
 
         rows.append(
             f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
