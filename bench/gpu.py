@@ -410,7 +410,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     emit({"pattern": "done"})  # two engines' teardown can hang: bench/gpu-device.sh stops us here
 
 
-def full_batch(done: list[tuple[float, int]], t0: float) -> dict[str, Any]:
+def full_batch(done: list[tuple[float, int]], t0: float, engines: int = 1) -> dict[str, Any]:
     """tok/s while the engine's batch is full, free of the drain at the end.
 
     A finite backlog ends with a drain: once fewer requests than max_num_seqs are left, the batch
@@ -418,9 +418,10 @@ def full_batch(done: list[tuple[float, int]], t0: float) -> dict[str, Any]:
     batch) decide when the phase ends, by when they happened to be admitted. `done` is (finish
     time, output tokens) per request; the window runs from the 10th-percentile finish (past the
     ramp-up) to the finish that leaves max_num_seqs unfinished, and counts the tokens of the
-    requests finishing inside it. Every pattern is measured by this same rule."""
+    requests finishing inside it (with several engines, until max_num_seqs each are left). Every
+    pattern is measured by this same rule."""
     times = sorted(done)
-    lo, hi = len(times) // 10, len(times) - int(ENGINE["max_num_seqs"])
+    lo, hi = len(times) // 10, len(times) - engines * int(ENGINE["max_num_seqs"])
     if hi - lo < 10:
         return {"full_batch_tok_s": None}
     tokens = sum(k for _, k in times[lo + 1 : hi + 1])

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.gpu import ENGINE, emitter, model_dir, start_tansu, workload
+from bench.gpu import ENGINE, emitter, full_batch, model_dir, start_tansu, workload
 from bench.gpu_host import GpuSampler, cpu_seconds, local_cores
 
 
@@ -141,11 +141,13 @@ def main() -> None:  # noqa: C901 (one run's phases, in order)
         for r, _ in results:
             by[r.worker_id] = by.get(r.worker_id, 0) + 1
             tokens_by[r.worker_id] = tokens_by.get(r.worker_id, 0) + r.output_tokens
+        busy = len(sets) if CYCLES else len(workers)  # engines sharing this phase's backlog
         emit(
             {
                 "phase": phase,
                 "jobs": n * len(sets),
                 **rates(results),
+                **full_batch([(ts, r.output_tokens) for r, ts in results], t0, busy),
                 "by_worker": by,
                 "tokens_by_worker": tokens_by,
                 "cpu_cores_by_worker": {
