@@ -60,7 +60,8 @@ larger of that repetition's two offline runs: with three patterns of equal speed
 each, the larger of two noisy draws sits ~5 % above either, so this one reads low by about that
 much. The "one engine" columns compare Sluice with the offline pattern on the same engine
 instance, free of the two instances' differences. Each pattern's record now also holds
-`full_batch_tok_s` (none of the runs above has it yet): tok/s only while max_num_seqs requests or
+`full_batch_tok_s` (none of the runs above has it yet; the medians ratio shows it in brackets where
+a run has it): tok/s only while max_num_seqs requests or
 more were unfinished (from the 10th-percentile finish to the one that leaves max_num_seqs
 unfinished; bench/gpu.py full_batch). Over a whole finite backlog tok/s includes the drain, when
 the last long answers (up to 1,024 tokens, each as long as a whole phase at full batch) decide the
@@ -130,6 +131,9 @@ def gpu_scale_rows() -> list[str]:
     rows = []
     for path in sorted((ROOT / "bench/results").glob("gpu-scale-h200x2-*.jsonl")):
         recs = {r["phase"]: r for r in map(json.loads, path.read_text().splitlines()) if "phase" in r}
+        if "B0" in recs:
+            rows.append(gpu_cycles_row(path.stem.rsplit("-", 1)[-1], recs))
+            continue
         a, a2, b = recs["A"], recs["A2"], recs["B"]
         alone = (a["tok_s"] + a2["tok_s"]) / 2
 
@@ -148,6 +152,29 @@ def gpu_scale_rows() -> list[str]:
             + f"{recs['start-to-first-result']['seconds']:.0f} s |"
         )
     return rows
+
+
+def gpu_cycles_row(run: str, recs: dict[str, Any]) -> str:
+    """One BENCH_CYCLES run: A (worker 0 busy) and B (both busy) alternated; cycle k's ratio is
+    B_k over the mean of the A phases on either side of it."""
+    import statistics
+
+    def cell(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+    k = sum(1 for p in recs if p.startswith("B"))
+    a = [recs[f"A{i}"]["tok_s"] for i in range(k + 1)]
+    b = [recs[f"B{i}"]["tok_s"] for i in range(k)]
+    b0 = recs["B0"]
+    cpu = ", ".join(f"{v:.1f}" for v in b0.get("cpu_cores_by_worker", {}).values())
+    return (
+        f"| {b0['model']} ({run}, {k} cycles) | {recs['A0']['jobs']:,} / {b0['jobs']:,} | "
+        f"{cell(a, ',.0f')} | {cell(b, ',.0f')} | "
+        f"**{cell([b[i] / ((a[i] + a[i + 1]) / 2) for i in range(k)], '.2f')}x** | "
+        f"{cell([b[i] / max(a[i], a[i + 1]) for i in range(k)], '.2f')}x | "
+        f"{', '.join(f'{w} {n:,}' for w, n in sorted(b0['by_worker'].items()))} (own topics) | "
+        f"- / {cpu} | {', '.join(f'{v:.0f}' for v in b0.get('gpu_util', {}).values()) or '-'} | - | - |"
+    )
 
 
 def gpu_rows() -> list[str]:
@@ -193,6 +220,8 @@ def gpu_rows() -> list[str]:
                 return "-"
             return f"{statistics.median(mine) / max(statistics.median(t) for t in theirs):.3f}"
 
+        fb = of_medians("sluice", key="full_batch_tok_s")
+        full_batch = f" (full batch: {fb})" if fb != "-" else ""
         rows.append(
             f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
             f"{', ' + path.stem.rsplit('-', 1)[1] if path.stem.endswith(('-l1', '-l2')) else ''}) | "
@@ -201,7 +230,7 @@ def gpu_rows() -> list[str]:
                 cell([r["tok_s"] for r in by[p]])
                 for p in ("ceiling", "asyncllm", "sluice", "sluice-thread", "sluice-detok", "naive")
             )
-            + f" | **{of_medians('sluice')}** | {cell(ratios('sluice', offline), '.3f')} | "
+            + f" | **{of_medians('sluice')}**{full_batch} | {cell(ratios('sluice', offline), '.3f')} | "
             f"{of_medians('sluice-thread')} | "
             + " | ".join(
                 cell(ratios(p, to), ".3f")
