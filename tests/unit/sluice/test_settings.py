@@ -105,6 +105,7 @@ def test_an_invalid_shared_setting_names_its_variable_in_every_class(
         (ProducerSettings, "SLUICE_LINGER_MS", "soon", "valid integer"),
         (WorkerSettings, "SLUICE_WORKER_BATCH_SIZE", "abc", "valid integer"),
         (WorkerSettings, "SLUICE_WORKER_ENGINE", "tgi", "'fake' or 'vllm'"),
+        (WorkerSettings, "SLUICE_WORKER_VLLM_DRIVER", "threads", "'async' or 'thread'"),
         (WorkerSettings, "SLUICE_WORKER_ENGINE_ARGS", "foo", "name=value pairs"),
         (WorkerSettings, "SLUICE_WORKER_LORA_MODULES", "[1]", "JSON object"),
         (ApiSettings, "SLUICE_API_PORT", "70000", "less than or equal to 65535"),
