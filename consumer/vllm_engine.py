@@ -78,7 +78,10 @@ class VllmEngine:
         self._loras = {
             name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(c.lora_modules.items())
         }
-        log.info("vLLM engine ready", extra={"model": c.model, "max_model_len": self._max_len})
+        log.info(
+            "vLLM engine ready",
+            extra={"model": c.model, "max_model_len": self._max_len, "driver": c.vllm_driver},
+        )
 
     async def generate(self, job: Job) -> Completion:
         import vllm.exceptions
