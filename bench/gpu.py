@@ -260,11 +260,6 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
     detok = DetokenizingEngine(engine.settings)  # sharing the engine's AsyncLLM
     detok._llm, detok._tokenizer, detok._max_len = engine._llm, engine._tokenizer, engine._max_len
-    # LLM.generate's own LLMEngine, stepped by Sluice's thread driver between the ceiling's runs
-    # (the patterns run one at a time, and the driver's thread idles on its inbox in between).
-    threaded = Kept(engine.settings.model_copy(update={"vllm_driver": "thread"}))
-    threaded._llm, threaded._tokenizer, threaded._max_len = llm.llm_engine, engine._tokenizer, engine._max_len
-    threaded._thread = EngineThread(llm.llm_engine)
 
     # Full-width batches (an engine's first ones run slow); BENCH_WARM: fewer for a CPU smoke run.
     warm = workload(name, int(os.environ.get("BENCH_WARM", "600")), seed=7)
@@ -275,6 +270,13 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             for p, _ in warm
         )
     )
+
+    # LLM.generate's own LLMEngine, stepped by Sluice's thread driver between the ceiling's runs
+    # (the patterns run one at a time, and the driver's thread idles on its inbox in between; it
+    # starts after the warm-up, so it never sees the engine busy with another caller's requests).
+    threaded = Kept(engine.settings.model_copy(update={"vllm_driver": "thread"}))
+    threaded._llm, threaded._tokenizer, threaded._max_len = llm.llm_engine, engine._tokenizer, engine._max_len
+    threaded._thread = EngineThread(llm.llm_engine)
 
     def jobs_of(work: list[tuple[str, int]], rep: int) -> list[Job]:
         return [
