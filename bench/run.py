@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -224,7 +225,7 @@ def gpu_rows() -> list[str]:
         full_batch = f" (full batch: {fb})" if fb != "-" else ""
         rows.append(
             f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
-            f"{', ' + path.stem.rsplit('-', 1)[1] if path.stem.endswith(('-l1', '-l2')) else ''}) | "
+            f"{', ' + lease.group(1) if (lease := re.search(r'-(l[0-9]+)$', path.stem)) else ''}) | "
             f"{records[0]['n']:,} | {len(reps)} | "
             + " | ".join(
                 cell([r["tok_s"] for r in by[p]])
