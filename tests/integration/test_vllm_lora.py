@@ -20,7 +20,7 @@ from sluice.kafka import create_topics
 from sluice.topics import TopicSpec
 from tests.conftest import cache_dir, require_vllm, tiny_model_path
 from tests.integration.conftest import Env, Procs
-from tests.integration.test_vllm_worker import WORDS, Reference, run_jobs
+from tests.integration.test_vllm_worker import WORDS, Reference, assert_driver, run_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.vllm]
 
@@ -87,9 +87,9 @@ class MergedReference(Reference):
                 state[target] += (ALPHA / RANK) * (b @ a)  # type: ignore[operator]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["async", "thread"])  # SLUICE_WORKER_VLLM_DRIVER
 def lora_env(
-    bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, Path, dict[str, object]]]:
     require_vllm()
     model = tiny_model_path()
@@ -114,9 +114,11 @@ def lora_env(
             SLUICE_WORKER_MAX_NUM_SEQS="1",
             SLUICE_WORKER_MAX_IN_FLIGHT="1",
             SLUICE_WORKER_ENFORCE_EAGER="true",
+            SLUICE_WORKER_VLLM_DRIVER=request.param,
         ),
     )
     env.procs = procs  # type: ignore[attr-defined]
+    assert_driver(procs, request.param)
     yield env, model, tensors
     procs.stop_all()
 

@@ -111,8 +111,16 @@ def venv(
     environ = vllm_environ(env, model) | {"SLUICE_WORKER_VLLM_DRIVER": request.param}
     procs.start("vllm-worker", ["worker", "--worker-id", "vllm-w"], environ)
     env.procs = procs  # type: ignore[attr-defined]
+    assert_driver(procs, request.param)
     yield env
     procs.stop_all()
+
+
+def assert_driver(procs: Procs, driver: str) -> None:
+    """The worker's engine came up on the vLLM driver the test asked for (its ready line says)."""
+    wait_until(lambda: '"msg":"vLLM engine ready"' in procs.logs(), 240, "the vLLM engine to load")
+    ready = next(line for line in procs.logs().splitlines() if '"msg":"vLLM engine ready"' in line)
+    assert orjson.loads(ready)["driver"] == driver
 
 
 def run_jobs(env: Env, jobs: list[Job]) -> dict[str, Result]:
