@@ -175,32 +175,6 @@ def workload(name: str, n: int, seed: int = 1234) -> list[tuple[str, int]]:
 PATTERNS = ("ceiling", "asyncllm", "sluice", "sluice-detok", "sluice-thread")
 
 
-class Gpu:
-    """nvidia-smi sampling GPU utilization every 100 ms for the whole run."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
-        try:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                ["bash", "-c", f"{' '.join(query)} | while read u; do echo $(date +%s.%N) $u; done > {path}"]
-            )
-        except OSError:
-            self.proc = None
-
-    def mean(self, t0: float, t1: float) -> float | None:
-        try:
-            rows = [line.split() for line in Path(self.path).read_text().splitlines()]
-        except OSError:
-            return None
-        got = [float(u) for t, u in (r for r in rows if len(r) == 2) if t0 <= float(t) <= t1]
-        return sum(got) / len(got) if got else None
-
-    def close(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-
-
 def engine_settings(name: str) -> Any:
     from sluice.settings import EngineSettings
 
@@ -228,6 +202,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     from vllm.sampling_params import RequestOutputKind
 
     from bench.common import load, topics
+    from bench.gpu_host import GpuSampler
     from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
     from consumer.vllm_driver import EngineThread
     from consumer.vllm_engine import VllmEngine
@@ -250,7 +225,12 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             return params
 
     path = model_dir(name)
-    gpu = Gpu("/tmp/gpu-util.txt")
+    gpu = GpuSampler("/tmp/gpu-util.txt", every_ms=100)
+    mine = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]  # the GPU this run uses
+
+    def util(t0: float, t1: float) -> float | None:
+        return gpu.means(t0, t1).get(mine)
+
     t = time.time()
     llm = LLM(model=str(path), tokenizer=str(path / "tokenizer"), **ENGINE)
     emit({"pattern": "llm-load", "load_s": time.time() - t})
@@ -364,7 +344,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             max(ts for _, ts in results),
         )
         return {
-            "gpu_util_busy": gpu.mean(*busy),
+            "gpu_util_busy": util(*busy),
             "tok_s": tokens_per_s(results),
             "tokens": sum(r.output_tokens for r, _ in results),
             "seconds": max(ts for _, ts in results)
@@ -395,7 +375,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             rec |= {
                 "frontend_cpu_s": time.process_time() - cpu,
                 "wall_s": t1 - t0,
-                "gpu_util": gpu.mean(t0, t1),
+                "gpu_util": util(t0, t1),
             }
             emit(rec)
     profile_dir = os.environ.get("BENCH_PROFILE", "")  # py-spy over one more run of each pattern

@@ -9,18 +9,23 @@ from pathlib import Path
 
 
 class GpuSampler:
-    """nvidia-smi's utilization of every GPU, every 200 ms, timestamped."""
+    """nvidia-smi's utilization of every GPU of the host, every `every_ms`, timestamped, by GPU
+    index (nvidia-smi sees every GPU whatever CUDA_VISIBLE_DEVICES says)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, every_ms: int = 200) -> None:
         self.path = path
-        query = "nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits -lms 200"
+        query = f"nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits -lms {every_ms}"
         self.proc = subprocess.Popen(
             ["bash", "-c", f"{query} | while read l; do echo $(date +%s.%N) $l; done > {path}"]
         )
 
     def means(self, t0: float, t1: float) -> dict[str, float]:
         per: dict[str, list[float]] = {}
-        for row in Path(self.path).read_text().splitlines():
+        try:
+            rows = Path(self.path).read_text().splitlines()
+        except OSError:  # no nvidia-smi (a CPU smoke run)
+            return {}
+        for row in rows:
             parts = row.replace(",", " ").split()
             if len(parts) == 3 and t0 <= float(parts[0]) <= t1:
                 per.setdefault(parts[1], []).append(float(parts[2]))

@@ -53,7 +53,8 @@ detokenization unless a job has stop strings); (ii") the same with `SLUICE_WORKE
 on (i)'s own LLMEngine, stepped by Sluice's thread as LLM.generate steps it; (ii') Sluice
 detokenizing every step, as it did before; (iii) the poll-32 / generate / wait-for-slowest / commit
 loop, capped at 20 s. GPU utilization is nvidia-smi's, sampled every 100 ms over each pattern's
-timed window.
+timed window; on l1 and l2 it averaged both GPUs of the host, GPU 1 idle, so GPU 0's own was twice
+the figure shown (bench/gpu.py now reads the run's GPU alone).
 
 Two ratios. "Medians" is Sluice's median tok/s over the better offline pattern's median: the
 issue's "best of (i) and (i')" as a pattern. "Per rep" divides each repetition's Sluice run by the
@@ -68,7 +69,7 @@ unfinished; bench/gpu.py full_batch). Over a whole finite backlog tok/s includes
 the last long answers (up to 1,024 tokens, each as long as a whole phase at full batch) decide the
 end by when they happened to be admitted, which differs between patterns on the same prompts.
 
-The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 11-40 % busy in every
+The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 17-40 % busy in every
 pattern), so it moves with the host and with time: one pattern varies by up to 37 % between
 repetitions of one lease, whole leases differ by up to 46 %, and which pattern wins a repetition changes
 from one to the next. Over the ten 2,000-prompt repetitions of three leases Sluice's per-rep ratio
