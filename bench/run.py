@@ -156,13 +156,18 @@ def gpu_scale_rows() -> list[str]:
     return rows
 
 
+def cell(values: list[float], fmt: str = ",.0f") -> str:
+    """Median (min to max) of a set of runs; "-" when there are none."""
+    import statistics
+
+    if not values:
+        return "-"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+
 def gpu_cycles_row(run: str, recs: dict[str, Any]) -> str:
     """One BENCH_CYCLES run: A (worker 0 busy) and B (both busy) alternated; cycle k's ratio is
     B_k over the mean of the A phases on either side of it."""
-    import statistics
-
-    def cell(values: list[float], fmt: str) -> str:
-        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
     k = sum(1 for p in recs if p.startswith("B"))
     a = [recs[f"A{i}"]["tok_s"] for i in range(k + 1)]
@@ -182,11 +187,6 @@ def gpu_cycles_row(run: str, recs: dict[str, Any]) -> str:
 def gpu_rows() -> list[str]:
     import json
     import statistics
-
-    def cell(values: list[float], fmt: str = ",.0f") -> str:
-        if not values:
-            return "-"
-        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
     rows = []
     for path in sorted((ROOT / "bench/results").glob("gpu-h200*.jsonl")):
