@@ -597,6 +597,7 @@ def create_worker(settings: WorkerSettings, engine: Engine | None = None) -> Wor
         # Unique per worker instance; fencing of a zombie instance comes from the consumer group
         # generation sent with the offsets (KIP-447), not from reusing the id.
         producer_extra["transactional.id"] = f"{settings.group_id}-{settings.worker_id}"
+        producer_extra["transaction.timeout.ms"] = settings.transaction_timeout_ms
     producer = Producer(producer_config(settings, **producer_extra))
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:

@@ -330,6 +330,13 @@ class WorkerSettings(KafkaSettings, EngineSettings):
     # transaction per commit interval, so read_committed consumers see one result per job even
     # across kill -9. Off: at-least-once (duplicates possible after a crash, harmless by job id).
     exactly_once: bool = False
+    # How long the broker lets a transaction stay open before aborting it. A worker killed inside
+    # a transaction leaves it open, and read_committed readers (the sink, downstream services) of
+    # every partition it wrote wait until it is aborted: this long, plus the broker's check interval
+    # (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default). 10 s is Kafka
+    # Streams' exactly-once default; librdkafka's own is 60 s. A transaction here lasts one produce
+    # and commit (well under a second), or up to its retries while a broker restarts.
+    transaction_timeout_ms: int = Field(10_000, ge=1000, le=900_000)
     engine_retry_backoff_s: float = Field(1.0, ge=0.0)
     # A job record larger than this goes to the DLQ (message_too_large) instead of the engine.
     max_job_bytes: int = Field(1_000_000, ge=1)

@@ -67,7 +67,7 @@ class Plan:
     storm: tuple[float, float, float] = (12.0, 36.0, 3.0)  # start, end, every
     broker_restart_at: float = 27.0
     sink_kills_at: tuple[float, ...] = (18.0, 41.0)
-    flaps: int = 9  # receiver outages, cycling 500 / down / 429, from its first accepted webhook
+    flaps: int = 9  # receiver outages at most, cycling 500 / down / 429, each while webhooks flow
     exactly_once: bool = False
     nodes: int = 1  # 3: a KRaft cluster (replication 3, min.insync.replicas 2); its leader is killed
     seed: int = 7
@@ -176,6 +176,7 @@ class FlappingReceiver:
         self.mode = "ok"  # ok | 500 | 429 | down
         self.deliveries: dict[str, list[str]] = defaultdict(list)  # job id -> webhook-ids accepted
         self.requests = 0
+        self.accepted = 0
         self.refused = 0
         self.bad_signatures = 0
         self._loop = asyncio.new_event_loop()
@@ -198,6 +199,7 @@ class FlappingReceiver:
             self.bad_signatures += 1
             return web.Response(status=400)
         self.deliveries[orjson.loads(body)["job_id"]].append(request.headers["webhook-id"])
+        self.accepted += 1
         return web.Response(status=204)
 
     def _call(self, coro: object) -> None:
@@ -474,24 +476,32 @@ def _schedule(
 
 
 def _flap(plan: Plan, receiver: FlappingReceiver, report: Report, t0: float, stop: threading.Event) -> None:
-    """Cycle the receiver's outages, starting once it has accepted a webhook.
+    """Cycle the receiver's outages, each starting while webhooks flow.
 
     Anchored to deliveries, not to the clock: on a loaded machine the first result can come late
-    (an exactly-once worker waits for the transaction coordinator of a fresh broker), and outages
-    timed from the first submit could all pass before the sink sends anything.
+    (an exactly-once worker waits for the transaction coordinator of a fresh broker), and a killed
+    sink's partitions can wait out a session timeout, so outages timed by the clock could all fall
+    where the sink sends nothing. Each outage waits for a fresh accepted webhook, and a 500 or 429
+    outage lasts until it has refused a request too (an outage nobody met proves nothing). Outages
+    stop once every job's webhook has arrived: there is nothing left to disturb.
     """
     deadline = time.monotonic() + plan.settle_timeout_s
-    while not receiver.deliveries:
-        if stop.wait(0.2) or time.monotonic() > deadline:
-            return
     cycle = [("500", 2.0), ("down", 3.0), ("429", 2.0)]
     for k in range(plan.flaps):
+        seen = receiver.accepted
+        while receiver.accepted == seen:
+            if len(receiver.deliveries) >= plan.jobs or time.monotonic() > deadline or stop.wait(0.05):
+                return
         kind, length = cycle[k % len(cycle)]
-        report.events.append(f"{time.monotonic() - t0:6.1f}s receiver {kind} for {length:g}s")
+        began = time.monotonic()
+        refused = receiver.refused
         report.receiver_outages[kind] += 1
         receiver.set_mode(kind)
         stopped = stop.wait(length)
+        while not stopped and kind != "down" and receiver.refused == refused and time.monotonic() < deadline:
+            stopped = stop.wait(0.1)
         receiver.set_mode("ok")
+        report.events.append(f"{began - t0:6.1f}s receiver {kind} for {time.monotonic() - began:.1f}s")
         if stopped or stop.wait(4.0):
             return
 
@@ -660,7 +670,7 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="put the table into this file (RELIABILITY.md)")
     args = parser.parse_args()
     report = run(Plan(jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes))
-    print("\n".join(report.events))
+    print("\n".join(sorted(report.events)))
     print(report.table())
     if args.write:
         write_table(args.write, report, " ".join(["python -m tests.chaos.harness", *sys.argv[1:]]))

@@ -25,7 +25,7 @@ def test_nothing_is_lost_under_faults(exactly_once: bool, nodes: int, tmp_path: 
     table = report.table()
     name = f"chaos-{'eos' if exactly_once else 'alo'}{'' if nodes == 1 else f'-{nodes}n'}.md"
     (cache_dir() / name).write_text(table + "\n")
-    print("\n".join(report.events) + "\n" + table)
+    print("\n".join(sorted(report.events)) + "\n" + table)
     # The faults happened (a run without them proves nothing) ...
     assert report.worker_kills >= 10 and report.broker_restarts == 1 and report.sink_kills >= 1, table
     assert report.worker_joins >= 3 and report.worker_leaves >= 3, table
