@@ -106,6 +106,8 @@ def test_an_invalid_shared_setting_names_its_variable_in_every_class(
         (WorkerSettings, "SLUICE_WORKER_BATCH_SIZE", "abc", "valid integer"),
         (WorkerSettings, "SLUICE_WORKER_ENGINE", "tgi", "'fake' or 'vllm'"),
         (WorkerSettings, "SLUICE_WORKER_VLLM_DRIVER", "threads", "'async' or 'thread'"),
+        # Above the broker's transaction.max.timeout.ms default: init_transactions would refuse it.
+        (WorkerSettings, "SLUICE_WORKER_TRANSACTION_TIMEOUT_MS", "3600000", "less than or equal to 900000"),
         (WorkerSettings, "SLUICE_WORKER_ENGINE_ARGS", "foo", "name=value pairs"),
         (WorkerSettings, "SLUICE_WORKER_LORA_MODULES", "[1]", "JSON object"),
         (ApiSettings, "SLUICE_API_PORT", "70000", "less than or equal to 65535"),
