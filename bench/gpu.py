@@ -10,6 +10,10 @@ reuses another's prompt KV blocks):
   (ii") sluice-thread  the same loop with SLUICE_WORKER_VLLM_DRIVER=thread: an LLMEngine stepped in a
                   thread of its own, and it is (i)'s engine itself, so (ii") / (i) compares two
                   drivers on one engine instance (as (ii) / (i') does for AsyncLLM)
+  (i") asyncllm-window  (i') with at most 2 x max_num_seqs requests in the engine at once, the next
+                  one added as one finishes: Sluice's admission (max_in_flight) without Kafka
+  (ii*) sluice-all  (ii) with max_in_flight = N: every job handed to the engine at once, as (i')
+                  (these two tell the admission pattern's share of a gap from the rest of Sluice)
   (iii) naive     poll 32 jobs, generate them all, wait for the slowest, publish, commit, repeat
                   (once per run, time-capped; tok/s over the chunks that finished)
 Each repetition draws fresh prompts, runs the patterns in a rotated order (no pattern always
@@ -173,6 +177,7 @@ def workload(name: str, n: int, seed: int = 1234) -> list[tuple[str, int]]:
 # ---- the patterns ------------------------------------------------------------------------------
 
 PATTERNS = ("ceiling", "asyncllm", "sluice", "sluice-detok", "sluice-thread")
+# Run only when named: asyncllm-window, sluice-all (see the module docstring).
 
 
 def engine_settings(name: str) -> Any:
@@ -288,19 +293,21 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
         tokens = sum(k for _, k in done)
         return {"tokens": tokens, "seconds": dt, "tok_s": tokens / dt, **full_batch(done, wall)}
 
-    async def asyncllm(work: list[tuple[str, int]], rep: int) -> dict[str, Any]:
+    async def asyncllm(work: list[tuple[str, int]], rep: int, window: int | None = None) -> dict[str, Any]:
         tok = engine._tokenizer
 
         submitted: list[float] = []
         done: list[tuple[float, int]] = []
+        gate = asyncio.Semaphore(window or len(work))  # FIFO: requests enter in order
 
         async def one(i: int, prompt: str, m: int) -> int:
             params = VSP(max_tokens=m, temperature=0.8, output_kind=RequestOutputKind.FINAL_ONLY)
             final = None
-            ids = tok.encode(prompt)
-            submitted.append(time.perf_counter())
-            async for out in engine._llm.generate({"prompt_token_ids": ids}, params, f"a{rep}-{i}"):
-                final = out
+            async with gate:
+                ids = tok.encode(prompt)
+                submitted.append(time.perf_counter())
+                async for out in engine._llm.generate({"prompt_token_ids": ids}, params, f"a{rep}-{i}"):
+                    final = out
             count = len(final.outputs[0].token_ids) if final else 0
             done.append((time.time(), count))
             return count
@@ -316,7 +323,9 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             **full_batch(done, wall),
         }
 
-    async def through_kafka(work: list[tuple[str, int]], rep: int, eng: Any) -> dict[str, Any]:
+    async def through_kafka(
+        work: list[tuple[str, int]], rep: int, eng: Any, in_flight: int | None = None
+    ) -> dict[str, Any]:
         jobs = jobs_of(work, rep)
         s = topics(bootstrap, partitions=12)
         load(bootstrap, s.jobs_topic, n, lambda i: (jobs[i].job_id.encode(), encode(jobs[i])))
@@ -329,6 +338,8 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
             group_id=f"{s.jobs_topic}-g",
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
+            max_in_flight=in_flight,
+            max_buffered=in_flight,
         )
         worker = create_worker(settings, eng)
         t = time.time()
@@ -360,6 +371,8 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     runners = {
         "ceiling": ceiling,
         "asyncllm": asyncllm,
+        "asyncllm-window": lambda w, r: asyncllm(w, r, window=2 * int(ENGINE["max_num_seqs"])),
+        "sluice-all": lambda w, r: through_kafka(w, r, engine, in_flight=len(w)),
         "sluice": lambda w, r: through_kafka(w, r, engine),
         "sluice-detok": lambda w, r: through_kafka(w, r, detok),
         "sluice-thread": lambda w, r: through_kafka(w, r, threaded),
