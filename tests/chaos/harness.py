@@ -479,11 +479,12 @@ def _flap(plan: Plan, receiver: FlappingReceiver, report: Report, t0: float, sto
     """Cycle the receiver's outages, each starting while webhooks flow.
 
     Anchored to deliveries, not to the clock: on a loaded machine the first result can come late
-    (an exactly-once worker waits for the transaction coordinator of a fresh broker), and a killed
-    sink's partitions can wait out a session timeout, so outages timed by the clock could all fall
-    where the sink sends nothing. Each outage waits for a fresh accepted webhook, and a 500 or 429
-    outage lasts until it has refused a request too (an outage nobody met proves nothing). Outages
-    stop once every job's webhook has arrived: there is nothing left to disturb.
+    (an exactly-once worker waits for the transaction coordinator of a fresh broker), and results
+    can stop for a while mid-run (a broker restart; a killed exactly-once worker's open transaction
+    holds read_committed readers back until the broker aborts it), so outages timed by the clock
+    could all fall where the sink sends nothing. Each outage waits for a fresh accepted webhook, and
+    a 500 or 429 outage lasts until it has refused a request too (an outage nobody met proves
+    nothing), 30 s at most. Outages stop once every job's webhook has arrived.
     """
     deadline = time.monotonic() + plan.settle_timeout_s
     cycle = [("500", 2.0), ("down", 3.0), ("429", 2.0)]
@@ -498,7 +499,9 @@ def _flap(plan: Plan, receiver: FlappingReceiver, report: Report, t0: float, sto
         report.receiver_outages[kind] += 1
         receiver.set_mode(kind)
         stopped = stop.wait(length)
-        while not stopped and kind != "down" and receiver.refused == refused and time.monotonic() < deadline:
+        while (
+            not stopped and kind != "down" and receiver.refused == refused and time.monotonic() < began + 30
+        ):
             stopped = stop.wait(0.1)
         receiver.set_mode("ok")
         report.events.append(f"{began - t0:6.1f}s receiver {kind} for {time.monotonic() - began:.1f}s")
