@@ -358,6 +358,8 @@ def _child_env(s: KafkaSettings, plan: Plan, tmp: Path) -> dict[str, str]:
         **s.child_env(),
         "SLUICE_WORKER_GROUP_ID": f"{s.jobs_topic}-workers",
         "SLUICE_WORKER_ENGINE": "fake",
+        # A SIGKILLed child's last log lines are the ones that explain a failure: write them at once.
+        "PYTHONUNBUFFERED": "1",
         "SLUICE_WORKER_FAKE_LATENCY_S": "0.02",
         "SLUICE_WORKER_MAX_IN_FLIGHT": "64",
         "SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000",
