@@ -493,7 +493,8 @@ def _flap(plan: Plan, receiver: FlappingReceiver, report: Report, t0: float, sto
     for k in range(plan.flaps):
         seen = receiver.accepted
         while receiver.accepted == seen:
-            if len(receiver.deliveries) >= plan.jobs or time.monotonic() > deadline or stop.wait(0.05):
+            everything = plan.jobs - report.submit_errors  # the jobs Kafka refused get no webhook
+            if len(receiver.deliveries) >= everything or time.monotonic() > deadline or stop.wait(0.05):
                 return
         kind, length = cycle[k % len(cycle)]
         began = time.monotonic()
