@@ -190,19 +190,23 @@ def gpu_cycles_row(run: str, recs: dict[str, Any]) -> str:
     B_k over the mean of the A phases on either side of it."""
 
     k = sum(1 for p in recs if p.startswith("B"))
-    a = [recs[f"A{i}"]["tok_s"] for i in range(k + 1)]
-    b = [recs[f"B{i}"]["tok_s"] for i in range(k)]
+
+    def phases(key: str) -> tuple[list[float], list[float]]:
+        return [recs[f"A{i}"][key] for i in range(k + 1)], [recs[f"B{i}"][key] for i in range(k)]
+
+    def per_cycle(a: list[float], b: list[float]) -> list[float]:
+        return [b[i] / ((a[i] + a[i + 1]) / 2) for i in range(k)]
+
+    a, b = phases("tok_s")
     b0 = recs["B0"]
     cpu = ", ".join(f"{v:.1f}" for v in b0.get("cpu_cores_by_worker", {}).values())
     full = ""
     if all("full_batch_tok_s" in r for r in recs.values() if "tok_s" in r):
-        fa = [recs[f"A{i}"]["full_batch_tok_s"] for i in range(k + 1)]
-        fb = [recs[f"B{i}"]["full_batch_tok_s"] for i in range(k)]
-        full = f" (full batch: {cell([fb[i] / ((fa[i] + fa[i + 1]) / 2) for i in range(k)], '.2f')}x)"
+        full = f" (full batch: {cell(per_cycle(*phases('full_batch_tok_s')), '.2f')}x)"
     return (
         f"| {b0['model']} ({run}, {k} cycles) | {recs['A0']['jobs']:,} / {b0['jobs']:,} | "
         f"{cell(a, ',.0f')} | {cell(b, ',.0f')} | "
-        f"**{cell([b[i] / ((a[i] + a[i + 1]) / 2) for i in range(k)], '.2f')}x**{full} | "
+        f"**{cell(per_cycle(a, b), '.2f')}x**{full} | "
         f"{cell([b[i] / max(a[i], a[i + 1]) for i in range(k)], '.2f')}x | "
         f"{', '.join(f'{w} {n:,}' for w, n in sorted(b0['by_worker'].items()))} (own topics) | "
         f"- / {cpu} | {', '.join(f'{v:.0f}' for v in b0.get('gpu_util', {}).values()) or '-'} | - | - |"
