@@ -389,6 +389,13 @@ class Worker:
             return
         self.stats["replayed"] += 1
         self.metrics.replayed.inc()
+        if self.transactions is not None:
+            # The view reads only committed results, so this one is in the results topic already:
+            # exactly once means no second record for the id, only the offset committed past it.
+            self.tracker.done(tp, offset, epoch)
+            where = {"job_id": job.job_id, "partition": tp[1], "offset": offset, "traceparent": traceparent}
+            log.info("job already has a committed result: not published again", extra=where)
+            return
 
         child = child_traceparent(traceparent).encode()
         record = (self.settings.results_topic, job.job_id.encode(), stored, [(TRACEPARENT, child)])

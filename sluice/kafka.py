@@ -62,6 +62,9 @@ def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dic
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            # librdkafka's default, stated because exactly-once relies on it: a read_committed
+            # member's offset fetch waits out another member's open transaction (KIP-447).
+            "isolation.level": "read_committed",
         }
     )
     conf.update(extra)
@@ -79,6 +82,9 @@ def reader_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            # librdkafka's default, stated because the worker's idempotency view relies on it:
+            # a result it holds is a committed one.
+            "isolation.level": "read_committed",
         }
     )
     conf.update(extra)

@@ -288,7 +288,8 @@ class StoreFollower:
                 jobs.append((job_id, ts, _tenant(msg.value())))
         if offsets:
             self.store.apply(results, jobs, offsets)
-            self._progress(offsets)
+        if not self.caught_up:
+            self._progress()
         return len(messages)
 
     def _result(self, msg: Message, job_id: str, out: list[tuple[str, str, bytes, str | None]]) -> None:
@@ -304,12 +305,14 @@ class StoreFollower:
             return
         out.append((job_id, status, body, digest if isinstance(digest, str) else None))
 
-    def _progress(self, offsets: dict[tuple[str, int], int]) -> None:
-        if self.caught_up:
-            return
-        for tp, nxt in offsets.items():
-            if tp in self._targets and nxt >= self._targets[tp]:
-                del self._targets[tp]
+    def _progress(self) -> None:
+        # The consumer's position, not the last record's offset: a transactional producer (an
+        # exactly-once worker) ends each partition with a commit marker that is never delivered as
+        # a record, so the last record's offset + 1 stays one short of the end.
+        remaining = [TopicPartition(t, p) for t, p in self._targets]
+        for tp in self.consumer.position(remaining):
+            if tp.offset >= self._targets[(tp.topic, tp.partition)]:
+                del self._targets[(tp.topic, tp.partition)]
         if not self._targets:
             self.caught_up = True
             log.info("store caught up", extra={"results": self.store.count()})

@@ -85,6 +85,10 @@ class Report:
     unknown_results: int = 0
     lost: int = 0
     duplicate_results: int = 0
+    # Exactly once: jobs whose record was read again after their result had been committed (the
+    # worker commits the offset past them and publishes nothing). From the workers' logs, so a
+    # lower bound: a SIGKILLed worker's last lines can be lost.
+    read_again: int = 0
     webhooks_expected: int = 0
     webhooks_delivered: int = 0
     webhook_requests: int = 0
@@ -127,6 +131,16 @@ class Report:
             ("jobs with a final result", f"{self.jobs_with_result:,}"),
             ("**jobs lost**", f"**{self.lost}**"),
             ("result records / duplicates", f"{self.result_records:,} / {self.duplicate_results:,}"),
+            *(
+                [
+                    (
+                        "jobs read again after their result was committed (not published again)",
+                        f"{self.read_again}",
+                    )
+                ]
+                if p.exactly_once
+                else []
+            ),
             ("results not succeeded / for unknown job ids", f"{self.not_succeeded} / {self.unknown_results}"),
             (
                 "webhooks expected / delivered (2xx, signature valid)",
@@ -604,6 +618,9 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
         procs.stop_all()
         watch.close()
         _verify(report, cluster.bootstrap_servers, s, acked, receiver)
+        report.read_again = sum(
+            log.read_bytes().count(b"already has a committed result") for log in logs.glob("*worker*.log")
+        )
         receiver.stop()
         cluster.stop()
     return report

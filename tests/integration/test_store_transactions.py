@@ -7,18 +7,12 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Producer
 
 from sluice.contract import Result, encode
 from tests.integration.test_store_identity import create, follow, settings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (RELIABILITY.md, exactly-once): the view counts records to find the end, "
-    "so it waits out its catch-up timeout; the fix waits on exactly-once duplicates it exposed",
-)
 def test_a_view_of_transactional_results_catches_up_and_resumes(bootstrap: str, tmp_path: Path) -> None:
     s = settings(bootstrap, f"results-{uuid.uuid4().hex[:8]}")
     create(s)

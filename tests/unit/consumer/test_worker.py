@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,10 +16,11 @@ from confluent_kafka import KafkaError
 from consumer.engine import Completion
 from consumer.fake_engine import FAIL_MARKER, FakeEngine
 from consumer.worker import Worker
-from sluice.contract import Job, decode_result, encode
+from sluice.contract import Job, Result, decode_result, encode, job_digest
 from sluice.errors import EngineDeadError, RetryableError
 from sluice.metrics import WorkerMetrics
 from sluice.settings import WorkerSettings
+from sluice.store import ResultStore
 from tests.unit.fakes import FakeConsumer, FakeProducer
 
 T = "jobs"
@@ -434,3 +436,50 @@ async def test_a_cancelled_job_is_never_started_and_a_running_one_is_aborted() -
     assert (
         by_id["j0-1"].v == 2 and by_id["j0-1"].error is not None and by_id["j0-1"].error.code == "cancelled"
     )
+
+
+class StoredView:
+    """Fake idempotency view: a real ResultStore with results put in by the test, nothing to follow."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+
+    def start(self) -> None:
+        pass
+
+    def catch_up(self, timeout_s: float) -> bool:
+        return True
+
+    def step(self, max_messages: int = 1000) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+async def test_a_job_whose_id_has_a_result_is_not_run_and_once_means_one_record(
+    tmp_path: Path, exactly_once: bool
+) -> None:
+    engine = GateEngine()
+    worker, consumer, producer = make(engine, exactly_once=exactly_once)
+    job = Job(job_id="done-1", model="m", prompt="p")
+    stored = encode(Result(job_id="done-1", status="succeeded", output="earlier"))
+    view = StoredView(ResultStore(tmp_path / "view.db"))
+    view.store.apply([("done-1", "succeeded", stored, job_digest(job))], [], {("results", 0): 1})
+    worker.results_view = view  # type: ignore[assignment]
+    consumer.add(T, 0, encode(job), b"done-1")
+    add_jobs(consumer, 1, partition=0, prefix="new")
+    consumer.rebalance("assign", [(T, 0)])
+    task = asyncio.create_task(worker.run())
+    await until(lambda: engine.started == ["new0-0"])
+    engine.gate("new0-0").set()
+    if exactly_once:
+        # The stored result is committed already: its offset goes with the next transaction, and
+        # no second record for the id.
+        await until(lambda: any((T, 0, 2) in offsets for _, offsets in producer.committed))
+        assert [v for values, _ in producer.committed for v in values if v and b"done-1" in v] == []
+    else:
+        # At least once: re-published byte for byte (results are keyed: harmless).
+        await until(lambda: consumer.committed_offset((T, 0)) == 2)
+        assert [r.value for r in producer.acked if r.key == b"done-1"] == [stored]
+    worker.stop()
+    await task
+    assert engine.started == ["new0-0"] and worker.stats["replayed"] == 1
