@@ -39,7 +39,7 @@ def test_a_new_member_waits_out_a_pending_transactions_offsets(bootstrap: str) -
     second.subscribe([topic])
     early = [m.offset() for m in second.consume(10, 8.0) if not m.error()]
     txn.commit_transaction(30)
-    later: list[int] = []
+    later: list[int | None] = []
     deadline = time.monotonic() + 30
     while not later and time.monotonic() < deadline:
         later = [m.offset() for m in second.consume(10, 0.5) if m.error() is None]
