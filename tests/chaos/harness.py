@@ -7,6 +7,7 @@ faults here are in the pipeline, not in the model), a `sluice sink` process, and
 receiver in this process. While the jobs are submitted at a steady rate:
 
 - workers are SIGKILLed at random (a supervisor restarts them, as Kubernetes would);
+- a worker is frozen (SIGSTOP) for longer than its session timeout, then thawed (SIGCONT), twice;
 - extra workers join and leave every few seconds (a rebalance storm);
 - the broker is SIGKILLed once and started again on the same data;
 - the sink is SIGKILLed and restarted;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import signal
@@ -64,6 +66,10 @@ class Plan:
     partitions: int = 12
     workers: int = 3
     worker_kills: int = 12
+    # SIGSTOP a worker for longer than its session timeout (6 s), then SIGCONT: the group hands its
+    # partitions on while it is frozen, and it wakes up believing it still owns them (a zombie).
+    pauses_at: tuple[float, ...] = (16.0, 33.0)
+    pause_s: float = 9.0
     storm: tuple[float, float, float] = (12.0, 36.0, 3.0)  # start, end, every
     broker_restart_at: float = 27.0
     sink_kills_at: tuple[float, ...] = (18.0, 41.0)
@@ -103,6 +109,7 @@ class Report:
     worker_joins: int = 0
     worker_leaves: int = 0
     worker_crashes: int = 0
+    worker_pauses: int = 0
     broker_restarts: int = 0
     killed_node: int = 0  # the node.id of the broker killed
     sink_kills: int = 0
@@ -118,6 +125,11 @@ class Report:
             ("mode", mode),
             ("jobs submitted (acknowledged by Kafka)", f"{self.submitted:,} ({self.submit_errors} refused)"),
             ("worker SIGKILLs", str(self.worker_kills)),
+            *(
+                [("workers frozen past their session timeout (SIGSTOP, SIGCONT)", str(self.worker_pauses))]
+                if p.pauses_at
+                else []
+            ),
             ("rebalance storm: workers joined / left", f"{self.worker_joins} / {self.worker_leaves}"),
             ("Kafka", "1 node" if p.nodes == 1 else f"{p.nodes} nodes, replication 3, min.insync.replicas 2"),
             (
@@ -316,6 +328,24 @@ class Processes:
                 proc.kill()
                 self.report.worker_kills += 1
 
+    def pause_worker(self, rng: random.Random, seconds: float) -> None:
+        with self._lock:
+            alive = [p for p in self.core if p.poll() is None]
+            if not alive:
+                return
+            proc = rng.choice(alive)
+            proc.send_signal(signal.SIGSTOP)
+            self.report.worker_pauses += 1
+            self.report.events.append(f"worker {proc.pid} frozen for {seconds:.0f} s")
+
+        def wake() -> None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+
+        resume = threading.Timer(seconds, wake)
+        resume.daemon = True
+        resume.start()
+
     def kill_sink(self) -> None:
         with self._lock:
             if self.sink is not None and self.sink.poll() is None:
@@ -469,6 +499,8 @@ def _schedule(
     for i in range(plan.worker_kills):
         at = span * (i + 0.5) / plan.worker_kills + rng.uniform(-1.0, 1.0)
         events.append((at, "SIGKILL a worker", lambda: procs.kill_worker(rng)))
+    for at in plan.pauses_at:
+        events.append((at, "SIGSTOP a worker", lambda: procs.pause_worker(rng, plan.pause_s)))
     start, end, every = plan.storm
     t = start
     while t < end:
@@ -691,8 +723,12 @@ def main() -> int:
     parser.add_argument("--exactly-once", action="store_true")
     parser.add_argument("--nodes", type=int, default=1, help="3: a KRaft cluster whose leader is killed")
     parser.add_argument("--write", type=Path, help="put the table into this file (RELIABILITY.md)")
+    parser.add_argument("--pause-at", help="seconds at which to freeze a worker (default 16,33; '' for none)")
     args = parser.parse_args()
-    report = run(Plan(jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes))
+    plan = Plan(jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes)
+    if args.pause_at is not None:
+        plan = dataclasses.replace(plan, pauses_at=tuple(float(t) for t in args.pause_at.split(",") if t))
+    report = run(plan)
     print("\n".join(sorted(report.events)))
     print(report.table())
     if args.write:

@@ -1,5 +1,5 @@
 """The chaos suite in CI: the full scenario of tests/chaos/harness.py (20,000 jobs with webhooks,
-12 worker SIGKILLs, a rebalance storm, a broker SIGKILL + restart, two sink SIGKILLs, a flapping
+12 worker SIGKILLs, two workers frozen past their session timeout, a rebalance storm, a broker SIGKILL + restart, two sink SIGKILLs, a flapping
 receiver), at-least-once and exactly-once on one broker, and at-least-once on a 3-node KRaft
 cluster (replication 3, min.insync.replicas 2) whose node leading most jobs partitions is killed."""
 
@@ -28,6 +28,7 @@ def test_nothing_is_lost_under_faults(exactly_once: bool, nodes: int, tmp_path: 
     print("\n".join(sorted(report.events)) + "\n" + table)
     # The faults happened (a run without them proves nothing) ...
     assert report.worker_kills >= 10 and report.broker_restarts == 1 and report.sink_kills >= 1, table
+    assert report.worker_pauses == len(plan.pauses_at), table
     assert report.worker_joins >= 3 and report.worker_leaves >= 3, table
     assert report.webhook_refusals > 0 and len(report.receiver_outages) == 3, table
     # ... and every promise held, judged from the topics and the receiver, not Sluice's counters.
