@@ -38,7 +38,15 @@ def sluice_broker(
     on the way out if a test left it running."""
     env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
     cmd = [sys.executable, "-m", "sluice.cli", "broker", *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # SIGINT at its default in the child whoever started the tests: a non-interactive shell starts
+    # background jobs with SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout is not None
     try:
         deadline, seen = time.monotonic() + timeout, b""
