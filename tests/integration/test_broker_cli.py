@@ -34,7 +34,7 @@ def _listening(port: int) -> bool:
 def sluice_broker(
     args: list[str], until: bytes, timeout: float
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Run `sluice broker ARGS` until its output shows `until`; yields it and that output; killed
+    """Run `sluice broker ARGS` until its output shows `until`; yields it and that output; stopped
     on the way out if a test left it running."""
     env = {**os.environ, "SLUICE_CACHE_DIR": str(cache_dir())}
     cmd = [sys.executable, "-m", "sluice.cli", "broker", *args]
@@ -57,8 +57,13 @@ def sluice_broker(
         yield proc, seen.decode(errors="replace")
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # SIGTERM first: SIGKILL would leave its JVMs (in sessions of their own) running.
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         proc.stdout.close()
 
 
