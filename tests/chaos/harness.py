@@ -66,8 +66,8 @@ class Plan:
     partitions: int = 12
     workers: int = 3
     worker_kills: int = 12
-    # SIGSTOP a worker for longer than its session timeout (6 s), then SIGCONT: the group hands its
-    # partitions on while it is frozen, and it wakes up believing it still owns them (a zombie).
+    # SIGSTOP a worker for longer than its session timeout (6 s), then SIGCONT, as a long GC pause or
+    # a stalled VM would. Measured: frozen mid-rebalance, it is not replaced; the rebalance waits.
     pauses_at: tuple[float, ...] = (16.0, 33.0)
     pause_s: float = 9.0
     storm: tuple[float, float, float] = (12.0, 36.0, 3.0)  # start, end, every
