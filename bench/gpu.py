@@ -207,7 +207,7 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     from vllm.sampling_params import RequestOutputKind
 
     from bench.common import load, topics
-    from bench.gpu_host import GpuSampler
+    from bench.gpu_host import GpuSampler, children_cpu
     from bench.patterns import _naive_loop_capped, read_results, tokens_per_s
     from consumer.vllm_driver import EngineThread
     from consumer.vllm_engine import VllmEngine
@@ -236,13 +236,23 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
     def util(t0: float, t1: float) -> float | None:
         return gpu.means(t0, t1).get(mine)
 
+    async def load_asyncllm() -> Kept:
+        t = time.time()
+        engine = Kept(engine_settings(name).model_copy(update={"vllm_driver": "async"}))
+        await engine.start()
+        emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
+        return engine
+
+    # Which engine starts first (BENCH_ASYNC_FIRST=1: AsyncLLM's) tells the two instances' order
+    # apart from the two clients (LLMEngine's vs AsyncLLM's) when one instance runs faster.
+    async_first = os.environ.get("BENCH_ASYNC_FIRST") == "1"
+    if async_first:
+        engine = await load_asyncllm()
     t = time.time()
     llm = LLM(model=str(path), tokenizer=str(path / "tokenizer"), **ENGINE)
-    emit({"pattern": "llm-load", "load_s": time.time() - t})
-    t = time.time()
-    engine = Kept(engine_settings(name))
-    await engine.start()
-    emit({"pattern": "asyncllm-load", "load_s": time.time() - t})
+    emit({"pattern": "llm-load", "load_s": time.time() - t, "async_first": async_first})
+    if not async_first:
+        engine = await load_asyncllm()
     detok = DetokenizingEngine(engine.settings)  # sharing the engine's AsyncLLM
     detok._llm, detok._tokenizer, detok._max_len = engine._llm, engine._tokenizer, engine._max_len
 
@@ -381,9 +391,14 @@ async def run(name: str, n: int, reps: int, bootstrap: str, emit: Any, patterns:
         work = workload(name, n, seed=1000 + rep)  # fresh prompts every repetition
         order = patterns[rep % len(patterns) :] + patterns[: rep % len(patterns)]
         for position, pattern in enumerate(order):
-            cpu, t0 = time.process_time(), time.time()
+            cpu, kids, t0 = time.process_time(), children_cpu(os.getpid()), time.time()
             rec = await runners[pattern](work, rep)
             t1 = time.time()
+            # CPU seconds of each child over the pattern (the two engine cores, the broker): the
+            # 0.5B shape is bound by an engine core's CPU, so this tells work done from time waited.
+            after = children_cpu(os.getpid())
+            used = {k: v - kids.get(k, 0.0) for k, v in after.items()}
+            rec["children_cpu_s"] = {k: round(v, 2) for k, v in used.items() if v > 0}
             rec |= {"pattern": pattern, "rep": rep, "position": position}
             rec |= {
                 "frontend_cpu_s": time.process_time() - cpu,

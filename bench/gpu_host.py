@@ -64,6 +64,20 @@ def cpu_seconds(pid: int) -> float:
     return sum(stats.get(p, (0, 0.0))[1] for p in tree(pid, stats))
 
 
+def children_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each live descendant of a process, keyed "comm:pid" (vLLM's engine cores
+    are "VLLM::EngineCore" processes; the benchmark's broker is "tansu")."""
+    stats = _proc_stats()
+    out: dict[str, float] = {}
+    for p in tree(pid, stats) - {pid}:
+        try:
+            comm = Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            continue
+        out[f"{comm}:{p}"] = stats[p][1]
+    return out
+
+
 def _cpulist(text: str) -> set[int]:
     cores: set[int] = set()
     for part in text.strip().split(","):

@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import CACHE, kafka, load, reader, topics, wait_committed
 from consumer.engine import Engine, make_engine
+from consumer.tiny_model import KV_CACHE_BYTES
 from sluice.contract import Job, Result, SamplingParams, decode_job, decode_result, encode, utcnow
 from sluice.settings import KafkaSettings, WorkerSettings
 
@@ -70,6 +71,7 @@ def worker_settings(engine: str, model: Path | None, **kafka: Any) -> WorkerSett
             max_model_len=512,
             max_num_seqs=64,
             enforce_eager=True,
+            kv_cache_memory_bytes=KV_CACHE_BYTES,
             **kafka,
         )
     return WorkerSettings(engine="fake", fake_tokens_per_s=400.0, fake_max_batch=64, **kafka)
@@ -102,7 +104,14 @@ def ceiling(engine_name: str, model: Path | None, jobs: list[Job]) -> float:
         from vllm import LLM
         from vllm import SamplingParams as VSP
 
-        llm = LLM(model=str(model), dtype="float32", max_model_len=512, max_num_seqs=64, enforce_eager=True)
+        llm = LLM(
+            model=str(model),
+            dtype="float32",
+            max_model_len=512,
+            max_num_seqs=64,
+            enforce_eager=True,
+            kv_cache_memory_bytes=KV_CACHE_BYTES,
+        )
         params = [VSP(max_tokens=j.sampling.max_tokens, temperature=0.0) for j in jobs]
         llm.generate([j.prompt or "" for j in jobs[:8]], params[:8], use_tqdm=False)  # warm-up
         t = time.perf_counter()

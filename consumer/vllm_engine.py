@@ -96,6 +96,8 @@ class VllmEngine:
         request_id = f"{job.job_id}#{next(self._ids)}"
         try:
             final = await self._final({"prompt_token_ids": prompt_ids}, params, request_id, lora)
+        except EngineDeadError:
+            raise
         except VllmEngineDead as exc:
             raise EngineDeadError(f"vLLM engine died: {exc}") from exc
         except (client_error, ValueError) as exc:  # vLLM refused the request itself
@@ -120,11 +122,16 @@ class VllmEngine:
             async for out in self._llm.generate(prompt, params, request_id, lora_request=lora):
                 final = out
             return final
-        fut = self._thread.submit(request_id, prompt, params, lora)
         try:
-            return await fut
+            return await self._thread.submit(request_id, prompt, params, lora)
         except asyncio.CancelledError:
             self._thread.abort(request_id)
+            raise
+        except Exception as exc:
+            # Whatever stopped the engine's thread stops every job after it too: the worker must
+            # exit and leave them uncommitted, not publish each one as failed.
+            if self._thread.dead:
+                raise EngineDeadError(f"vLLM engine thread stopped: {type(exc).__name__}: {exc}") from exc
             raise
 
     async def close(self) -> None:

@@ -152,7 +152,7 @@ def _engine_env(choice: str, cache: Path) -> dict[str, str]:
             "SLUICE_WORKER_FAKE_TOKENS_PER_S": "400",
             "SLUICE_WORKER_FAKE_MAX_BATCH": "64",
         }
-    from consumer.tiny_model import build_tiny_model
+    from consumer.tiny_model import KV_CACHE_BYTES, build_tiny_model
 
     model = build_tiny_model(cache / "tiny-llama")
     print(
@@ -166,6 +166,7 @@ def _engine_env(choice: str, cache: Path) -> dict[str, str]:
         "SLUICE_WORKER_MAX_MODEL_LEN": "512",
         "SLUICE_WORKER_MAX_NUM_SEQS": "64",
         "SLUICE_WORKER_ENFORCE_EAGER": "true",
+        "SLUICE_WORKER_KV_CACHE_MEMORY_BYTES": str(KV_CACHE_BYTES),
     }
 
 

@@ -214,8 +214,8 @@ class LogWriter:
 def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None = None) -> LogWriter:
     """Route the root logger through a queue to a JSON writer thread; returns it (stop() it)."""
     # LogRecord fields Sluice never prints: skipping them makes each record cheaper to create.
+    # The process id stays: vLLM's own handler prints it ("pid=%(process)d") and fails without it.
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     log_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
     listener = LogWriter(log_queue, JsonFormatter(service), stream or sys.stderr)

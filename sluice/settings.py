@@ -267,9 +267,11 @@ class EngineSettings(BaseModel):
     enforce_eager: bool = False
     lora_modules: Annotated[dict[str, str], NoDecode, BeforeValidator(_object)] = Field(default_factory=dict)
     max_lora_rank: int = Field(16, ge=1)
-    # How the worker drives vLLM: "async", AsyncLLM's output handling on the worker's event loop;
-    # "thread", a synchronous LLMEngine stepped by a thread of its own, as LLM.generate does.
-    vllm_driver: Literal["async", "thread"] = "async"
+    # How the worker drives vLLM: "thread", a synchronous LLMEngine stepped by a thread of its own,
+    # as LLM.generate does (at LLM.generate's tok/s on a small model, where "async" measured ~10 %
+    # below: BENCHMARKS.md); "async", AsyncLLM's output handling on the worker's event loop, which
+    # data parallelism (data_parallel_size > 1 in engine_args) needs and gets by default.
+    vllm_driver: Literal["async", "thread"] = "thread"
     # Any other AsyncEngineArgs field, passed as given (JSON object or name=value pairs).
     engine_args: Options = Field(default_factory=dict)
     # The FakeEngine (engine "fake", a test double): `fake_max_batch` sequences at once, each
@@ -277,6 +279,18 @@ class EngineSettings(BaseModel):
     fake_latency_s: float = Field(0.0, ge=0.0)
     fake_tokens_per_s: float = Field(0.0, ge=0.0)
     fake_max_batch: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _driver(self) -> EngineSettings:
+        dp = self.engine_args.get("data_parallel_size", 1)
+        if isinstance(dp, int) and dp > 1 and self.vllm_driver == "thread":
+            if "vllm_driver" in self.model_fields_set:
+                raise ValueError(
+                    f"SLUICE_WORKER_VLLM_DRIVER=thread drives one engine, but SLUICE_WORKER_ENGINE_ARGS "
+                    f"asks for data_parallel_size={dp}: use SLUICE_WORKER_VLLM_DRIVER=async"
+                )
+            self.vllm_driver = "async"  # vLLM balances data-parallel engines in AsyncLLM only
+        return self
 
     @property
     def names(self) -> list[str]:
@@ -504,7 +518,10 @@ def load(cls: type[S], **overrides: Any) -> S:
 
 def _describe(cls: type[BaseSettings], error: Any) -> str:
     loc = [str(part) for part in error["loc"]]
-    name = loc[0] if loc else "?"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across fields (a model validator): its message names the variables
+        return message
+    name = loc[0]
     field = cls.model_fields.get(name)
     if field is not None:  # a field without an alias: its variable is the prefix plus its name
         name = f"{cls.model_config.get('env_prefix', '')}{name}".upper()
@@ -512,7 +529,6 @@ def _describe(cls: type[BaseSettings], error: Any) -> str:
     value = error.get("input")
     secret = any(w in where.lower() for w in ("secret", "password"))
     shown = "" if secret or isinstance(value, dict) else f"={_truncate(value)}"
-    message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}{shown}: {message}"
 
 

@@ -53,18 +53,23 @@ class Transactions:
         timeout_s: float = 60.0,
         on_commit: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.producer = producer
         self.consumers = consumers
         self.tracker = tracker
+        # The most one transaction (or init, or abort) may block the worker's loop, retries
+        # included: well under max.poll.interval.ms (300 s), or a stuck call would hold the
+        # partitions unworked until the group evicts the worker.
         self.timeout_s = timeout_s
         self.on_commit = on_commit
+        self._clock, self._sleep = clock, sleep
         self._held: dict[TP, list[tuple[int, Record]]] = defaultdict(list)
         self._every = Every(interval_s, clock)
 
     def start(self) -> None:
         """Fence any earlier producer with this transactional.id and abort its open transaction."""
-        self._call(lambda: self.producer.init_transactions(self.timeout_s), "init")
+        self._call(self.producer.init_transactions, "init", self._clock() + self.timeout_s)
 
     def produce(self, tp: TP, offset: int, epoch: int, record: Record) -> None:
         """Hold `record` (the answer to `tp`@`offset`) for the transaction that commits past it."""
@@ -100,7 +105,7 @@ class Transactions:
             if error.txn_requires_abort():
                 # Nothing of it is visible; the held records go out again in the next transaction.
                 log.warning("transaction aborted, to be retried: %s", error)
-                self._call(lambda: self.producer.abort_transaction(self.timeout_s), "abort")
+                self._call(self.producer.abort_transaction, "abort", self._clock() + self.timeout_s)
                 return
             raise KafkaOperationError(f"transaction failed: {error}") from exc
         for tp, nxt in offsets.items():
@@ -114,6 +119,7 @@ class Transactions:
             self.on_commit()
 
     def _transaction(self, records: list[Record], offsets: dict[TP, int]) -> None:
+        deadline = self._clock() + self.timeout_s  # one for the whole transaction, not per call
         self.producer.begin_transaction()
         for topic, key, value, headers in records:
             produce(self.producer, topic, value, key, headers)
@@ -121,20 +127,26 @@ class Transactions:
             mine = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if t == topic]
             if mine:
                 metadata = consumer.consumer_group_metadata()
-                send = partial(self.producer.send_offsets_to_transaction, mine, metadata, self.timeout_s)
-                self._call(send, "send offsets")
-        self._call(lambda: self.producer.commit_transaction(self.timeout_s), "commit")
+                send = partial(self.producer.send_offsets_to_transaction, mine, metadata)
+                self._call(send, "send offsets", deadline)
+        self._call(self.producer.commit_transaction, "commit", deadline)
 
-    def _call(self, step: Callable[[], None], what: str) -> None:
-        """Run a transaction step, again while Kafka calls the error retriable (a broker restart)."""
-        deadline = time.monotonic() + self.timeout_s
+    def _call(self, step: Callable[[float], None], what: str, deadline: float) -> None:
+        """Run a transaction step with what is left until `deadline` as its timeout, again while
+        Kafka calls the error retriable (a broker restart); past the deadline the worker stops
+        (KafkaOperationError) and its partitions go to the others at once."""
         while True:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise KafkaOperationError(
+                    f"transaction {what}: Kafka did not complete it within {self.timeout_s:g} s"
+                )
             try:
-                step()
+                step(left)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if not error.retriable() or time.monotonic() > deadline:
+                if not error.retriable():
                     raise
                 log.warning("transaction %s: %s; trying again", what, error)
-                time.sleep(0.5)
+                self._sleep(min(0.5, left))

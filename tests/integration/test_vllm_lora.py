@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from consumer.tiny_model import KV_CACHE_BYTES
 from sluice.contract import Job, SamplingParams
 from sluice.kafka import create_topics
 from sluice.topics import TopicSpec
@@ -112,6 +113,7 @@ def lora_env(
             SLUICE_WORKER_DTYPE="float32",
             SLUICE_WORKER_MAX_MODEL_LEN="256",
             SLUICE_WORKER_MAX_NUM_SEQS="1",
+            SLUICE_WORKER_KV_CACHE_MEMORY_BYTES=str(KV_CACHE_BYTES),
             SLUICE_WORKER_MAX_IN_FLIGHT="1",
             SLUICE_WORKER_ENFORCE_EAGER="true",
             SLUICE_WORKER_VLLM_DRIVER=request.param,

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from consumer.tiny_model import KV_CACHE_BYTES
 from producer import JobProducer
 from sluice.contract import ChatMessage, Job, Result, SamplingParams
 from sluice.kafka import create_topics
@@ -97,6 +98,7 @@ def vllm_environ(env: Env, model: Path) -> dict[str, str]:
         SLUICE_WORKER_MAX_MODEL_LEN="256",
         SLUICE_WORKER_MAX_NUM_SEQS="8",
         SLUICE_WORKER_ENFORCE_EAGER="true",
+        SLUICE_WORKER_KV_CACHE_MEMORY_BYTES=str(KV_CACHE_BYTES),
     )
 
 

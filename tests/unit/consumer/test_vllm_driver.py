@@ -1,6 +1,7 @@
 """EngineThread (SLUICE_WORKER_VLLM_DRIVER=thread) on a fake of vLLM's LLMEngine: a request vLLM
 refuses fails alone, a cancelled job is aborted inside the engine, a dead engine fails every
-waiting job and every later one, close() ends the thread. The real LLMEngine runs under it in
+waiting job and every later one (as an engine death: the worker exits, jobs stay uncommitted),
+close() ends the thread. The real LLMEngine runs under it in
 tests/integration/test_vllm_worker.py."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from consumer.vllm_driver import EngineThread
 from consumer.vllm_engine import VllmEngine
+from sluice.errors import EngineDeadError
 from sluice.settings import EngineSettings
 
 
@@ -112,8 +114,34 @@ async def test_a_cancelled_job_is_aborted_inside_the_engine() -> None:
         vllm._thread.close()
     assert engine.aborted == ["slow"]
     assert list(engine.running) == ["other"]
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(EngineDeadError, match="closed"):  # not a failed result: left uncommitted
         await other
+
+
+async def test_a_job_on_a_dead_engine_thread_is_an_engine_death_not_a_failed_job() -> None:
+    engine = FakeLLMEngine(steps=10**9)
+    vllm = VllmEngine(EngineSettings(model="m"))
+    vllm._thread = EngineThread(engine)
+    waiting = asyncio.create_task(vllm._final("p", None, "r1", None))
+    while "r1" not in engine.running:
+        await asyncio.sleep(0.01)
+    engine.die = KeyError("a bug inside step()")  # not vLLM's EngineDeadError
+    with pytest.raises(EngineDeadError, match="KeyError"):
+        await waiting
+    with pytest.raises(EngineDeadError, match="a bug inside"):  # and every job after it
+        await vllm._final("p", None, "r2", None)
+    vllm._thread.close()
+
+
+async def test_a_refused_request_on_a_live_engine_thread_stays_that_jobs_error() -> None:
+    vllm = VllmEngine(EngineSettings(model="m"))
+    vllm._thread = EngineThread(FakeLLMEngine())
+    try:
+        with pytest.raises(ValueError, match="too long"):
+            await vllm._final("refuse", None, "bad", None)
+        assert (await vllm._final("p", None, "ok", None)).finished
+    finally:
+        vllm._thread.close()
 
 
 async def test_a_dead_engine_fails_every_waiting_job_and_every_later_one() -> None:

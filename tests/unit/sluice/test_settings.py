@@ -162,3 +162,18 @@ def test_engine_settings_become_vllm_arguments_once(monkeypatch: pytest.MonkeyPa
 def test_the_log_level_reads_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLUICE_LOG_LEVEL", "debug")
     assert load(CliSettings).log_level == "DEBUG"
+
+
+def test_the_thread_driver_is_the_default_and_data_parallel_gets_async(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load(WorkerSettings).vllm_driver == "thread"
+    monkeypatch.setenv("SLUICE_WORKER_ENGINE_ARGS", "data_parallel_size=2")
+    # vLLM balances several data-parallel engines only behind AsyncLLM.
+    assert load(WorkerSettings).vllm_driver == "async"
+    monkeypatch.setenv("SLUICE_WORKER_VLLM_DRIVER", "thread")
+    with pytest.raises(ConfigError) as caught:
+        load(WorkerSettings)
+    message = str(caught.value)
+    assert message.startswith("SLUICE_WORKER_VLLM_DRIVER=thread") and "data_parallel_size=2" in message
+    assert "SLUICE_WORKER_VLLM_DRIVER=async" in message and "\n" not in message

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 
 import orjson
@@ -45,6 +46,20 @@ def test_logs_are_json_lines_with_job_fields() -> None:
     assert entry["service"] == "test-svc"
     assert entry["job_id"] == "j1" and entry["traceparent"] == "00-a"
     assert entry["level"] == "info"
+
+
+def test_a_library_handler_that_prints_the_process_id_still_formats() -> None:
+    """vLLM's own handler prints "pid=%(process)d": every vLLM line in a worker failed with a
+    "Logging error" traceback while configure_logging switched the process id off."""
+    listener = configure_logging("test-svc", "INFO", stream=io.StringIO())
+    try:
+        record = logging.getLogger("vllm").makeRecord(
+            "vllm", logging.INFO, __file__, 1, "len %s", (256,), None
+        )
+    finally:
+        listener.stop()
+        logging.getLogger().handlers.clear()
+    assert logging.Formatter("(pid=%(process)d) %(message)s").format(record) == f"(pid={os.getpid()}) len 256"
 
 
 FIELDS = ("job_id", "status")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from sluice.errors import KafkaOperationError
 from sluice.offsets import OffsetTracker
@@ -90,3 +90,38 @@ def test_the_first_commit_is_due_at_once_on_a_freshly_booted_machine() -> None:
     txn.produce(tp, 0, epoch, (T, b"k", b"v", []))
     txn.maybe_commit()
     assert producer.committed == [([b"v"], [(T, 0, 1)])]
+
+
+def test_a_transaction_blocks_the_worker_at_most_its_timeout_in_all() -> None:
+    """Kafka answering every call with a retriable timeout (a broker that is not coming back): the
+    whole transaction, every call and retry of it, ends after timeout_s, and the worker stops."""
+    now = [0.0]
+    given: list[tuple[str, float]] = []
+
+    class Unanswered(FakeProducer):
+        def send_offsets_to_transaction(
+            self, positions: Any, group_metadata: Any, timeout: float = -1
+        ) -> None:
+            given.append(("send offsets", timeout))
+            now[0] += min(timeout, 7.0)  # each call waits its timeout, up to librdkafka's own 7 s here
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+
+    producer = Unanswered()
+    tracker = OffsetTracker()
+    txn = Transactions(
+        producer,
+        {T: FakeConsumer()},
+        tracker,
+        interval_s=0.0,
+        timeout_s=60.0,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
+    epoch = tracker.assign((T, 0))
+    tracker.add((T, 0), 0)
+    txn.produce((T, 0), 0, epoch, record(0))
+    with pytest.raises(KafkaOperationError, match="within 60 s"):
+        txn.commit(sync=False)
+    assert now[0] <= 60.0 and len(given) > 1  # retried, inside one deadline
+    assert all(t <= 60.0 - 7.5 * i + 1e-9 for i, (_, t) in enumerate(given))  # each call gets what is left
+    assert producer.committed == []
