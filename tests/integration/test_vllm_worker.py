@@ -120,7 +120,13 @@ def venv(
 
 def assert_driver(procs: Procs, driver: str) -> None:
     """The worker's engine came up on the vLLM driver the test asked for (its ready line says)."""
-    wait_until(lambda: '"msg":"vLLM engine ready"' in procs.logs(), 240, "the vLLM engine to load")
+
+    def loaded() -> bool:
+        if any(p.poll() is not None for p in procs.procs):  # fail now, not after the timeout
+            raise AssertionError(f"the worker exited while loading its engine:\n{procs.logs()[-4000:]}")
+        return '"msg":"vLLM engine ready"' in procs.logs()
+
+    wait_until(loaded, 240, "the vLLM engine to load")
     ready = next(line for line in procs.logs().splitlines() if '"msg":"vLLM engine ready"' in line)
     assert orjson.loads(ready)["driver"] == driver
 

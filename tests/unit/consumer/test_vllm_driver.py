@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from consumer.vllm_driver import EngineThread
-from consumer.vllm_engine import VllmEngine
-from sluice.errors import EngineDeadError
+from consumer.vllm_engine import VllmEngine, _engine_args
+from sluice.errors import ConfigError, EngineDeadError
 from sluice.settings import EngineSettings
 
 
@@ -176,3 +176,14 @@ async def test_close_ends_the_thread_and_fails_every_job_left() -> None:
     assert "queued" not in engine.running
     with pytest.raises(RuntimeError, match="closed"):
         driver.submit("after", "p", None, None)
+
+
+def test_an_engine_argument_vllm_does_not_know_is_a_setting_error_naming_it() -> None:
+    @dataclass
+    class FakeEngineArgs:  # a fake of vLLM's EngineArgs dataclass
+        model: str = ""
+        enable_prefix_caching: bool = True
+
+    settings = EngineSettings(model="m", engine_args={"enable_prefix_caching": False, "bogus_arg": 1})
+    with pytest.raises(ConfigError, match="SLUICE_WORKER_ENGINE_ARGS: bogus_arg: not an argument"):
+        _engine_args(FakeEngineArgs, settings)
