@@ -151,8 +151,10 @@ class VllmEngine:
             await asyncio.to_thread(self._thread.close)
             self._thread = None
         if self._llm is not None:
-            self._llm.shutdown()
-            self._llm = None
+            llm, self._llm = self._llm, None
+            # AsyncLLM has shutdown(); the thread driver's LLMEngine has not, its engine core has.
+            shutdown = getattr(llm, "shutdown", None) or llm.engine_core.shutdown
+            shutdown()
 
     def _decode(self, prompt_ids: list[int], token_ids: Any) -> str:
         """The text of a finished request, as vLLM's incremental detokenizer makes it: decoded after

@@ -115,6 +115,9 @@ def venv(
     env.procs = procs  # type: ignore[attr-defined]
     assert_driver(procs, request.param)
     yield env
+    worker = procs.procs[0]
+    worker.terminate()  # a graceful stop: drain, commit, close the engine, exit 0
+    assert worker.wait(120) == 0, procs.logs()[-4000:]
     procs.stop_all()
 
 
