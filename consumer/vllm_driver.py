@@ -1,11 +1,11 @@
-"""vLLM's engine stepped by a thread of its own, as LLM.generate steps it (SLUICE_WORKER_VLLM_DRIVER=thread).
+"""vLLM's engine stepped by a thread of its own, as LLM.generate steps it (the default driver).
 
-AsyncLLM (the default driver) runs vLLM's output handling as a task on the worker's event loop, one
-async generator per request. This driver instead owns a synchronous LLMEngine: one thread adds the
-requests handed to it, calls step() while any is unfinished (each step returns the requests that
-finished in it) and resolves each request's asyncio future on the loop that submitted it. vLLM's
-per-step work then runs beside the event loop rather than on it, and it is exactly the path of the
-offline LLM.generate.
+AsyncLLM (SLUICE_WORKER_VLLM_DRIVER=async) runs vLLM's output handling as a task on the worker's
+event loop, one async generator per request. This driver instead owns a synchronous LLMEngine: one
+thread adds the requests handed to it, calls step() while any is unfinished (each step returns the
+requests that finished in it) and resolves each request's asyncio future on the loop that submitted
+it. vLLM's per-step work then runs beside the event loop rather than on it, and it is exactly the
+path of the offline LLM.generate.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """VllmEngine: the Engine protocol on vLLM (continuous batching, out-of-order finishes), driven by
-AsyncLLM on the worker's event loop (the default) or by an LLMEngine stepped in a thread of its own
-(vllm_driver "thread": consumer/vllm_driver.py).
+an LLMEngine stepped in a thread of its own (the default, consumer/vllm_driver.py: LLM.generate's
+path, measured at its speed on a small model) or by AsyncLLM on the worker's event loop
+(vllm_driver "async", which vLLM data parallelism needs).
 
-Each job becomes one AsyncLLM request the moment the worker admits it; vLLM's scheduler batches
+Each job becomes one vLLM request the moment the worker admits it; vLLM's scheduler batches
 whatever is running, so a long answer never holds back a short one. Only the final output of a
 request is returned (RequestOutputKind.FINAL_ONLY), and unless a stop string needs the text as it
 grows, vLLM does not detokenize step by step (`detokenize=False`): the final token ids are decoded
