@@ -338,8 +338,7 @@ def gpu_rows() -> list[str]:
         fb = of_medians("sluice", key="full_batch_tok_s")
         full_batch = f" (full batch: {fb})" if fb != "-" else ""
         rows.append(
-            f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
-            f"{', ' + lease.group(1) if (lease := re.search(r'-(l[0-9]+)$', path.stem)) else ''}) | "
+            f"| {gpu_label(path, records[0]['model'])} | "
             f"{records[0]['n']:,} | {len(reps)} | "
             + " | ".join(
                 cell([r["tok_s"] for r in by[p]])
@@ -374,10 +373,22 @@ def gpu_files(pattern: str) -> list[Path]:
     """bench/results files in lease order: those without a lease suffix (-lN) first, by name."""
 
     def key(path: Path) -> tuple[int, str]:
-        lease = re.search(r"-l([0-9]+)$", path.stem)
-        return (int(lease.group(1)) if lease else 0, path.stem)
+        lease = _lease(path)
+        return (int(lease[1:]) if lease else 0, path.stem)
 
     return sorted((ROOT / "bench/results").glob(pattern), key=key)
+
+
+def _lease(path: Path) -> str | None:
+    """The lease a bench/results file was recorded on ("l6" of "...-n1000-l6.jsonl"), if named."""
+    lease = re.search(r"-(l[0-9]+)$", path.stem)
+    return lease.group(1) if lease else None
+
+
+def gpu_label(path: Path, model: str) -> str:
+    """A GPU table's first cell: the model shape, its host and its lease, from the file's name."""
+    lease = _lease(path)
+    return f"{model} ({HOSTS.get(path.stem.split('-')[1], '?')}{', ' + lease if lease else ''})"
 
 
 def gpu_engine_cpu_rows() -> list[str]:
@@ -403,10 +414,8 @@ def gpu_engine_cpu_rows() -> list[str]:
             per_m = [engine_cpu(r) / r["tokens"] * 1e6 for r in mine]
             busy = [engine_cpu(r) / r["seconds"] for r in mine]
             cells.append(f"{statistics.median(per_m):.1f} / {statistics.median(busy):.2f}" if mine else "-")
-        lease = re.search(r"-(l[0-9]+)$", path.stem)
         rows.append(
-            f"| {records[0]['model']} ({HOSTS.get(path.stem.split('-')[1], '?')}"
-            f"{', ' + lease.group(1) if lease else ''}) | {records[0]['n']:,} | "
+            f"| {gpu_label(path, records[0]['model'])} | {records[0]['n']:,} | "
             f"{len({r['rep'] for r in timed})} | " + " | ".join(cells) + " |"
         )
     return rows
