@@ -87,6 +87,8 @@ default.replication.factor={replicas}
 min.insync.replicas={min_isr}
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
+group.consumer.min.session.timeout.ms=1000
+group.consumer.min.heartbeat.interval.ms=100
 auto.create.topics.enable=false
 log.cleaner.backoff.ms=1000
 """
@@ -101,9 +103,10 @@ def _require(tool: str, why: str) -> str:
 
 def fetch_kafka(cache_dir: Path, version: str = KAFKA_VERSION) -> Path:
     """Return the folder of broker jars, downloading them with Maven the first time."""
-    home = cache_dir / f"kafka-{version}"
+    # Absolute: Maven resolves a relative output directory against the pom's folder, not ours.
+    home = cache_dir.resolve() / f"kafka-{version}"
     lib = home / "lib"
-    if (home / ".complete").exists():
+    if (home / ".complete").exists() and any(lib.glob("kafka_*.jar")):
         return lib
     mvn = _require(
         "mvn",

@@ -52,8 +52,14 @@ def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return conf
 
 
+# What a classic group member sets and a KIP-848 one may not (librdkafka refuses them there: the
+# broker assigns partitions and owns the session).
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+
 def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:
-    """A group member that commits by hand and stores no offsets on its own."""
+    """A group member that commits by hand and stores no offsets on its own, on the settings' group
+    protocol (incremental either way: cooperative-sticky or KIP-848)."""
     conf = settings.client_config()
     conf.update(
         {
@@ -68,6 +74,10 @@ def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dic
         }
     )
     conf.update(extra)
+    if settings.group_protocol == "consumer":
+        for key in _CLASSIC_ONLY:
+            conf.pop(key, None)
+        conf["group.protocol"] = "consumer"
     return conf
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import orjson
 from pydantic import (
@@ -128,6 +128,13 @@ class KafkaSettings(BaseSettings):
     sasl_password: SecretStr | None = Field(None, validation_alias=_shared("sasl_password"))
     ssl_ca_location: str | None = Field(None, validation_alias=_shared("ssl_ca_location"))
     client_overrides: Options = Field(default_factory=dict, validation_alias=_shared("client_overrides"))
+    # Consumer groups' rebalance protocol: "classic" (JoinGroup/SyncGroup, cooperative-sticky) or
+    # "consumer" (KIP-848, Kafka 4.0+: the broker assigns partitions and members move them without a
+    # group-wide barrier). Under "consumer" the broker owns the session timeout and heartbeat
+    # (group.consumer.session.timeout.ms, or the group's consumer.session.timeout.ms).
+    group_protocol: Literal["classic", "consumer"] = Field(
+        "classic", validation_alias=_shared("group_protocol")
+    )
 
     jobs_topic: str = Field("inference-jobs", validation_alias=_shared("jobs_topic"))
     # Jobs with priority "high" go here; workers start them first (see consumer/backlog.py).
@@ -201,7 +208,22 @@ class KafkaSettings(BaseSettings):
             "SLUICE_WEBHOOK_ALLOWLIST": ",".join(self.webhook_allowlist),
             "SLUICE_POOLS": orjson.dumps(self.pools).decode(),
             "SLUICE_POOL_PARTITIONS": orjson.dumps(self.pool_partitions).decode(),
+            "SLUICE_GROUP_PROTOCOL": self.group_protocol,
         }
+
+    @model_validator(mode="after")
+    def _group_timeouts(self) -> Self:
+        # A session timeout or heartbeat a service would not send is refused rather than ignored.
+        if self.group_protocol == "consumer":
+            prefix = str(self.model_config.get("env_prefix", "SLUICE_")).upper()
+            for name in ("session_timeout_ms", "heartbeat_interval_ms"):
+                if name in self.model_fields_set:
+                    raise ValueError(
+                        f"{prefix}{name.upper()}: not used with SLUICE_GROUP_PROTOCOL=consumer, where "
+                        f"the broker sets it (group.consumer.{name.replace('_', '.')}, or the "
+                        f"group's consumer.{name.replace('_', '.')})"
+                    )
+        return self
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings common to producers, consumers and admin clients."""

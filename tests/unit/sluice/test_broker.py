@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,43 @@ def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.M
 def test_cached_jars_are_reused_without_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / f"kafka-{broker.KAFKA_VERSION}"
     (home / "lib").mkdir(parents=True)
+    (home / "lib" / f"kafka_2.13-{broker.KAFKA_VERSION}.jar").write_bytes(b"")
     (home / ".complete").write_text(broker.KAFKA_VERSION)
     monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: None)  # Maven would be needed to fetch
     assert broker.fetch_kafka(tmp_path) == home / "lib"
+
+
+def test_a_relative_cache_dir_fetches_into_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maven reads a relative output directory from the pom's folder: the jars went to
+    .cache/kafka-V/.cache/kafka-V/lib and the broker then found no StorageTool."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: "/usr/bin/" + tool)
+    calls: list[list[str]] = []
+
+    def maven(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr("sluice.broker.subprocess.run", maven)
+    lib = broker.fetch_kafka(Path(".cache"))
+    assert lib == tmp_path / ".cache" / f"kafka-{broker.KAFKA_VERSION}" / "lib"
+    assert f"-DoutputDirectory={lib}" in calls[0]
+
+
+def test_a_marker_without_jars_fetches_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / f"kafka-{broker.KAFKA_VERSION}"
+    home.mkdir()
+    (home / ".complete").write_text(broker.KAFKA_VERSION)  # left by the relative-path bug above
+    monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: "/usr/bin/" + tool)
+    calls: list[list[str]] = []
+
+    def maven(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr("sluice.broker.subprocess.run", maven)
+    broker.fetch_kafka(tmp_path)
+    assert calls and calls[0][0] == "/usr/bin/mvn"
 
 
 def test_cluster_ids_are_kraft_shaped() -> None:

@@ -90,6 +90,7 @@ def assert_one_line(
         ("SLUICE_SECURITY_PROTOCOL", "TLS", "PLAINTEXT"),
         ("SLUICE_CLIENT_OVERRIDES", "{not json", "JSON object"),
         ("SLUICE_WEBHOOK_ALLOWLIST", "[1, 2", "JSON array"),
+        ("SLUICE_GROUP_PROTOCOL", "kip848", "'classic' or 'consumer'"),
     ],
 )
 def test_an_invalid_shared_setting_names_its_variable_in_every_class(
@@ -177,3 +178,21 @@ def test_the_thread_driver_is_the_default_and_data_parallel_gets_async(
     message = str(caught.value)
     assert message.startswith("SLUICE_WORKER_VLLM_DRIVER=thread") and "data_parallel_size=2" in message
     assert "SLUICE_WORKER_VLLM_DRIVER=async" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("cls", "prefix"),
+    [(WorkerSettings, "SLUICE_WORKER_"), (ApiSettings, "SLUICE_API_"), (SinkSettings, "SLUICE_SINK_")],
+)
+@pytest.mark.parametrize("name", ["SESSION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS"])
+def test_a_group_timeout_is_refused_on_the_consumer_protocol(
+    cls: type[BaseSettings], prefix: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{prefix}{name}", "6000")
+    load(cls)  # the classic protocol (the default) sends it
+    monkeypatch.setenv("SLUICE_GROUP_PROTOCOL", "consumer")
+    with pytest.raises(ConfigError) as caught:
+        load(cls)
+    message = str(caught.value)
+    assert message.startswith(f"{prefix}{name}: not used with SLUICE_GROUP_PROTOCOL=consumer"), message
+    assert f"group.consumer.{name.lower().replace('_', '.')}" in message and "\n" not in message

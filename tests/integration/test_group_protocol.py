@@ -1,0 +1,101 @@
+"""Workers on Kafka's consumer group protocol (KIP-848, SLUICE_GROUP_PROTOCOL=consumer) on the real
+broker: the broker assigns their partitions, they share the jobs, a killed worker's partitions move
+to the other and nothing is lost, at least once and exactly once alike."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from confluent_kafka import ConsumerGroupType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+from tests.integration.conftest import Env, Procs, read_results, wait_until
+from tests.integration.test_pipeline import owns_partitions, submit_jobs
+from tests.integration.test_status import status
+
+pytestmark = pytest.mark.integration
+
+
+def consumer_protocol_env(env: Env, **extra: str) -> dict[str, str]:
+    """The test's worker environment on the consumer protocol, where the broker owns the session
+    timeout and heartbeat (the worker refuses its own there)."""
+    environ = env.environ(SLUICE_GROUP_PROTOCOL="consumer", **extra)
+    for name in [k for k in environ if k.endswith(("_SESSION_TIMEOUT_MS", "_HEARTBEAT_INTERVAL_MS"))]:
+        del environ[name]
+    return environ
+
+
+def set_group_session(env: Env, group: str) -> None:
+    """What SLUICE_WORKER_SESSION_TIMEOUT_MS does on the classic protocol, as the group's own
+    broker-side configs: a killed member leaves the group after 6 s, not the broker's 45 s."""
+    admin = AdminClient({"bootstrap.servers": env.bootstrap})
+    entries = [
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in (
+            ("consumer.session.timeout.ms", "6000"),
+            ("consumer.heartbeat.interval.ms", "500"),
+        )
+    ]
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(10)
+
+
+def group_type(env: Env, group: str) -> ConsumerGroupType:
+    admin = AdminClient({"bootstrap.servers": env.bootstrap})
+    kind: ConsumerGroupType = admin.describe_consumer_groups([group])[group].result(10).type
+    return kind
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_consumer_protocol_workers_share_jobs_and_a_killed_ones_partitions_move(
+    env: Env, procs: Procs, exactly_once: bool
+) -> None:
+    group = f"{env.prefix}-workers"
+    for g in (group, f"{group}.high"):
+        set_group_session(env, g)
+    worker_env = consumer_protocol_env(
+        env,
+        SLUICE_WORKER_FAKE_LATENCY_S="0.2",  # ~100 jobs/s per worker: the kill lands mid-run
+        SLUICE_WORKER_MAX_IN_FLIGHT="20",
+        SLUICE_WORKER_EXACTLY_ONCE="1" if exactly_once else "0",
+    )
+    victim = procs.start("victim", ["worker", "--worker-id", "victim"], worker_env)
+    procs.start("survivor", ["worker", "--worker-id", "survivor"], worker_env)
+    jobs_topic = env.settings.jobs_topic
+    wait_until(
+        lambda: (
+            owns_partitions(procs, "victim", jobs_topic) and owns_partitions(procs, "survivor", jobs_topic)
+        ),
+        60,
+        "both workers to own partitions of the jobs topic",
+    )
+    assert group_type(env, group) == ConsumerGroupType.CONSUMER, "the group must be on KIP-848's protocol"
+    # `sluice status` reads a KIP-848 group's members as it does a classic group's.
+    (pool,) = status(env)
+    partitions = pool["partitions"]
+    assert isinstance(partitions, list)
+    assert {p["holder"] for p in partitions if p["topic"] == jobs_topic} == {"victim", "survivor"}
+
+    jobs, _ = submit_jobs(env, 2000, None)
+    topic = env.settings.results_topic
+
+    def by_worker() -> Counter[str | None]:
+        return Counter(r.worker_id for r in read_results(env.bootstrap, topic))
+
+    wait_until(lambda: by_worker()["victim"] >= 100, 120, "the victim to publish 100 results")
+    before_kill = sum(by_worker().values())
+    procs.kill(victim)
+    assert before_kill < 2000, "the kill must land mid-run"
+    wait_until(
+        lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results"
+    )
+
+    results = read_results(env.bootstrap, topic)
+    assert {r.job_id for r in results} == {j.job_id for j in jobs}
+    assert all(r.status == "succeeded" for r in results)
+    if exactly_once:  # read_committed: an aborted transaction's results are never seen
+        assert len(results) == len(jobs), "exactly once: one committed result per job"
+    # The survivor took over the victim's partitions: it answered more than its first share.
+    assert by_worker()["survivor"] > len(jobs) - before_kill
