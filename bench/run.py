@@ -23,6 +23,7 @@ from bench import (
     loginstr,
     patterns,
     plumbing,
+    rebalance,
     scaleout,
     sink,
 )
@@ -529,6 +530,14 @@ def main(only: list[str]) -> None:
             "| host CPU | P = 48: jobs/s | speed-up | law | host CPU |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             scaleout.main,
+        ),
+        (
+            "Scaling a busy group under each group protocol (bench/rebalance.py)",
+            rebalance.__doc__ or "",
+            "| SLUICE_GROUP_PROTOCOL | runs | join: start -> assigned, s, median (range) "
+            "| handover: SIGTERM -> partitions assigned elsewhere, s | pause of the staying workers, s |\n"
+            "| --- | --- | --- | --- | --- |",
+            rebalance.main,
         ),
         (
             "Logging's cost end to end, switched inside one worker (bench/logab.py)",

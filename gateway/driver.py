@@ -67,6 +67,7 @@ class BatchDriver:
         self.batches, self.files, self.store, self.jobs = batches, files, store, jobs
         self.producer, self.work = producer, work
         self.work_topic, self.results_topic = work_topic, results_topic
+        self._closing = False  # the work consumer closing: its last revoke must not commit
         self.rendered = BatchFiles(files, store, batches)
         self.tracker = OffsetTracker()
         self.committer = Committer(self.tracker, {work_topic: work}, interval_s=1.0)
@@ -87,7 +88,8 @@ class BatchDriver:
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
-        self.committer.commit(sync=True, tps=list(gone))
+        if not self._closing:  # from close(): committed just before (see the worker's _on_revoke)
+            self.committer.commit(sync=True, tps=list(gone))
         self._forget(gone)
         consumer.incremental_unassign(partitions)
 
@@ -135,6 +137,7 @@ class BatchDriver:
                 await asyncio.sleep(0.2)
         finally:
             self.committer.commit(sync=True)
+            self._closing = True
             self.work.close()
 
     # ---- the states ------------------------------------------------------------------------

@@ -140,6 +140,7 @@ class Sink:
         self._due: dict[TP, float] = {}  # retry partitions held until their head record is due
         self._held = False  # consumption paused because max_pending deliveries are in memory
         self._stopping = False
+        self._closing = False  # consumers closing: their last revoke must not commit (_on_revoke)
         self._fatal: str | None = None
         self._wake = asyncio.Event()
         # Bound once: labels() per delivery is measurable on the hot path.
@@ -181,6 +182,7 @@ class Sink:
                     await self._idle()
             await self._drain()
         finally:
+            self._closing = True
             for consumer in (self.results, self.retries):
                 consumer.close()
             self.disabled.close()
@@ -525,7 +527,10 @@ class Sink:
     def _on_revoke(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.producer.flush(10)
-        self.committer.commit(sync=True, tps=tps)
+        # Not from close(), after the drain has committed: a commit from that callback never
+        # returns under KIP-848's group protocol (see the worker's _on_revoke).
+        if not self._closing:
+            self.committer.commit(sync=True, tps=tps)
         self._forget(tps)
         consumer.incremental_unassign(partitions)
 

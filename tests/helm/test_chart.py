@@ -37,6 +37,7 @@ ALL_ON = [
     "kafka.sasl.mechanism=SCRAM-SHA-512",
     "kafka.sasl.existingSecret=kafka-user",
     "kafka.tls.caSecret=kafka-ca",
+    "kafka.groupProtocol=consumer",
     "serviceMonitor.enabled=true",
     "prometheusRule.enabled=true",
     "prometheusRule.labels.release=kube-prometheus-stack",
@@ -379,6 +380,7 @@ def test_every_variable_the_chart_sets_is_read_by_sluice(
             settings = settings_from(env, cls, monkeypatch)  # the values validate, too
             assert settings.bootstrap_servers == "kafka:9092" and settings.security_protocol == "SASL_SSL"
             assert settings.ssl_ca_location == "/etc/sluice/kafka-ca/ca.crt"
+            assert settings.group_protocol == "consumer"
         seen.add(name)
     api = settings_from(env_of(dict(containers(all_on))["api"]), ProducerSettings, monkeypatch)
     assert (api.worker_group_id, api.max_lag) == ("rel-sluice-workers", 5000)
@@ -409,6 +411,7 @@ def test_without_autoscaling_the_replica_count_is_fixed() -> None:
         (["worker.modle=x"], "at '/worker': additional properties 'modle' not allowed"),
         (["worker.maxNumSeqs=many"], "at '/worker/maxNumSeqs': got string, want integer"),
         (["kafka.securityProtocol=SASL"], "at '/kafka/securityProtocol': value must be one of 'PLAINTEXT'"),
+        (["kafka.groupProtocol=kip848"], "at '/kafka/groupProtocol': value must be one of 'classic'"),
         (
             ["autoscaling.minReplicas=4", "autoscaling.maxReplicas=2"],
             "autoscaling.maxReplicas (2) is below autoscaling.minReplicas (4)",

@@ -66,6 +66,8 @@ class FakeConsumer:
         self.callbacks: dict[str, Callable[..., None]] = {}
         self.pending_events: list[tuple[str, list[tuple[str, int]]]] = []
         self.closed = False
+        self.closing = False
+        self.commits_in_close = 0  # a real one never returns from these on KIP-848's protocol
 
     def add(
         self,
@@ -144,6 +146,8 @@ class FakeConsumer:
         self.positions[(part.topic, part.partition)] = part.offset
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        if self.closing:
+            self.commits_in_close += 1
         self.commits.append({(p.topic, p.partition): p.offset for p in offsets})
 
     def committed_offset(self, tp: tuple[str, int]) -> int | None:
@@ -156,6 +160,10 @@ class FakeConsumer:
         return ("group-metadata", id(self))
 
     def close(self) -> None:
+        """As librdkafka's: every partition still assigned is revoked through the callback first."""
+        self.closing = True
+        if self.assigned and "revoke" in self.callbacks:
+            self.callbacks["revoke"](self, [TopicPartition(t, p) for t, p in self.assigned])
         self.closed = True
 
 

@@ -91,6 +91,8 @@ sluice.dev/pool: {{ .name | quote }}
   value: {{ .Values.kafka.bootstrapServers | quote }}
 - name: SLUICE_SECURITY_PROTOCOL
   value: {{ .Values.kafka.securityProtocol | quote }}
+- name: SLUICE_GROUP_PROTOCOL
+  value: {{ .Values.kafka.groupProtocol | quote }}
 {{- with .Values.kafka.sasl.mechanism }}
 - name: SLUICE_SASL_MECHANISM
   value: {{ . | quote }}

@@ -483,3 +483,43 @@ async def test_a_job_whose_id_has_a_result_is_not_run_and_once_means_one_record(
     worker.stop()
     await task
     assert engine.started == ["new0-0"] and worker.stats["replayed"] == 1
+
+
+async def test_partitions_assigned_during_the_drain_close_without_a_commit_inside_close() -> None:
+    """close() revokes every partition through the callback; under KIP-848's group protocol a
+    commit from there never returned once the group had moved a partition to the draining worker
+    (bench/rebalance.py). The drain commits first; the revoke from close() commits nothing."""
+    engine = GateEngine()
+    worker, consumer, _producer = make(engine)
+    add_jobs(consumer, 2)
+    consumer.rebalance("assign", [(T, 0)])
+    task = asyncio.create_task(worker.run())
+    await until(lambda: len(engine.started) == 2)
+    worker.stop()
+    add_jobs(consumer, 3, partition=1)
+    consumer.rebalance("assign", [(T, 1)])  # another member left while this one drains
+    await until(lambda: (T, 1) in consumer.assigned)
+    for i in range(2):
+        engine.gate(f"j0-{i}").set()
+    assert await task == 0
+    assert consumer.committed_offset((T, 0)) == 2
+    assert consumer.committed_offset((T, 1)) is None, "partition 1's jobs were never taken"
+    assert consumer.closed and consumer.commits_in_close == 0
+    assert len(engine.started) == 2, "a partition assigned while draining is paused"
+
+
+async def test_a_worker_stopped_by_an_error_commits_what_is_done_before_close() -> None:
+    worker, consumer, producer = make(FakeEngine())
+    worker.committer.maybe_commit = lambda: None  # type: ignore[method-assign]  # no periodic commits
+    add_jobs(consumer, 3)
+    consumer.rebalance("assign", [(T, 0)])
+    task = asyncio.create_task(worker.run())
+    await until(lambda: len(results(producer)) == 3)
+
+    def broken() -> None:
+        raise RuntimeError("the loop failed")
+
+    worker._apply_backpressure = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="the loop failed"):
+        await task
+    assert consumer.committed_offset((T, 0)) == 3 and consumer.commits_in_close == 0

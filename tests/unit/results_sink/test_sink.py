@@ -102,7 +102,7 @@ def produced(producer: FakeProducer, topic: str) -> list[Delivery]:
 
 def test_delivers_signed_per_spec_and_commits() -> None:
     poster = FakePoster()
-    sink, results, _, _ = make_sink(poster)
+    sink, results, retries, _ = make_sink(poster)
     results.add(RESULTS, 0, result("job-1", "https://a.example/hook"))
     run_until(sink, lambda: results.committed_offset((RESULTS, 0)) == 1)
     (call,) = poster.calls
@@ -110,6 +110,10 @@ def test_delivers_signed_per_spec_and_commits() -> None:
     assert spec_valid(SECRET, call.headers, call.body)
     assert call.headers["content-type"] == "application/json"
     assert sink.stats["delivered"] == 1
+    # The drain committed; close() revoked both consumers' partitions without a commit of its own
+    # (one from there never returns under KIP-848's group protocol).
+    assert results.closed and retries.closed
+    assert results.commits_in_close == 0 and retries.commits_in_close == 0
 
 
 def test_rotation_signs_with_every_active_secret() -> None:
