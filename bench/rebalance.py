@@ -38,10 +38,10 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from bench.common import kafka, reader, topics
 from sluice.contract import Job, SamplingParams, decode_result, encode
+from sluice.kafka import set_group_session
 
 PARTITIONS = 12
 PROTOCOLS = ("classic", "consumer")
@@ -82,20 +82,6 @@ class Results:
         self._thread.join(10)
 
 
-def _group_liveness(bootstrap: str, group: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    entries = [
-        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
-        for name, value in (
-            ("consumer.session.timeout.ms", "6000"),
-            ("consumer.heartbeat.interval.ms", "500"),
-        )
-    ]
-    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(10)
-
-
 def one_run(bootstrap: str, protocol: str) -> tuple[float, float, float]:
     """(join s, handover s, pause s) of one scale-up and scale-down under `protocol`."""
     s = topics(bootstrap, partitions=PARTITIONS)
@@ -117,7 +103,7 @@ def one_run(bootstrap: str, protocol: str) -> tuple[float, float, float]:
         env |= {"SLUICE_WORKER_SESSION_TIMEOUT_MS": "6000", "SLUICE_WORKER_HEARTBEAT_INTERVAL_MS": "500"}
     else:
         for g in (group, f"{group}.high"):
-            _group_liveness(bootstrap, g)
+            set_group_session(s, g, 6000, 500)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i in range(PARTITIONS * 400):  # ~60 s of work for three workers: it outlasts the run
         job = Job(job_id=f"r-{i}", model="fake", prompt="rebalance", sampling=SamplingParams(max_tokens=4))

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from sluice.clients import ConsumerLike, DeliveryCallback, MessageLike, ProducerLike, WireHeaders
 from sluice.errors import ConfigError, KafkaOperationError
@@ -29,6 +36,7 @@ __all__ = [
     "producer_config",
     "reader_config",
     "retrying",
+    "set_group_session",
 ]
 
 log = logging.getLogger("sluice.kafka")
@@ -79,6 +87,22 @@ def consumer_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dic
             conf.pop(key, None)
         conf["group.protocol"] = "consumer"
     return conf
+
+
+def set_group_session(settings: KafkaSettings, group: str, session_ms: int, heartbeat_ms: int) -> None:
+    """A consumer-protocol group's session timeout and heartbeat (KIP-848: the broker's, per group;
+    within group.consumer.min/max.session.timeout.ms and .heartbeat.interval.ms)."""
+    entries = [
+        ConfigEntry(name, str(value), incremental_operation=AlterConfigOpType.SET)
+        for name, value in (
+            ("consumer.session.timeout.ms", session_ms),
+            ("consumer.heartbeat.interval.ms", heartbeat_ms),
+        )
+    ]
+    admin = AdminClient(settings.client_config())
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
 
 
 def reader_config(settings: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:

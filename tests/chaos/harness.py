@@ -48,7 +48,7 @@ from confluent_kafka.admin import AdminClient
 from producer.client import JobProducer, Submitted
 from sluice.broker import LocalCluster, free_port, start_cluster
 from sluice.contract import Job, SamplingParams
-from sluice.kafka import create_topics
+from sluice.kafka import create_topics, set_group_session
 from sluice.settings import KafkaSettings, ProducerSettings
 from sluice.topics import TopicSpec
 from tests.conftest import cache_dir
@@ -75,6 +75,9 @@ class Plan:
     sink_kills_at: tuple[float, ...] = (18.0, 41.0)
     flaps: int = 9  # receiver outages at most, cycling 500 / down / 429, each while webhooks flow
     exactly_once: bool = False
+    # "consumer": every group on KIP-848's protocol, its 6 s session and 500 ms heartbeat set on
+    # the broker per group (the classic run sets them in each client).
+    group_protocol: str = "classic"
     nodes: int = 1  # 3: a KRaft cluster (replication 3, min.insync.replicas 2); its leader is killed
     seed: int = 7
     settle_timeout_s: float = 300.0
@@ -123,6 +126,11 @@ class Report:
         outages = ", ".join(f"{n} x {kind}" for kind, n in sorted(self.receiver_outages.items()))
         rows = [
             ("mode", mode),
+            *(
+                [("consumer groups", "KIP-848 protocol (SLUICE_GROUP_PROTOCOL=consumer)")]
+                if p.group_protocol == "consumer"
+                else []
+            ),
             ("jobs submitted (acknowledged by Kafka)", f"{self.submitted:,} ({self.submit_errors} refused)"),
             ("worker SIGKILLs", str(self.worker_kills)),
             *(
@@ -397,6 +405,15 @@ def _settings(bootstrap: str, prefix: str, replication_factor: int = 1) -> Produ
 
 
 def _child_env(s: KafkaSettings, plan: Plan, tmp: Path) -> dict[str, str]:
+    env = _classic_env(s, plan, tmp)
+    if plan.group_protocol == "consumer":
+        for name in [k for k in env if k.endswith(("_SESSION_TIMEOUT_MS", "_HEARTBEAT_INTERVAL_MS"))]:
+            del env[name]
+        env["SLUICE_GROUP_PROTOCOL"] = "consumer"
+    return env
+
+
+def _classic_env(s: KafkaSettings, plan: Plan, tmp: Path) -> dict[str, str]:
     return {
         **os.environ,
         **s.child_env(),
@@ -616,6 +633,10 @@ def run(plan: Plan, log_dir: Path | None = None) -> Report:
             TopicSpec(s.dlq_topic, 1, {"cleanup.policy": "delete"}),
         ],
     )
+    if plan.group_protocol == "consumer":
+        workers, sink = f"{s.jobs_topic}-workers", f"{s.jobs_topic}-sink"
+        for group in (workers, f"{workers}.high", sink, f"{sink}.retry"):
+            set_group_session(s, group, 6000, 500)
     procs = Processes(_child_env(s, plan, tmp), logs, report, plan.workers)
     watch = ResultsWatch(cluster.bootstrap_servers, s.results_topic)
     acked: set[str] = set()
@@ -721,11 +742,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--exactly-once", action="store_true")
+    parser.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     parser.add_argument("--nodes", type=int, default=1, help="3: a KRaft cluster whose leader is killed")
     parser.add_argument("--write", type=Path, help="put the table into this file (RELIABILITY.md)")
     parser.add_argument("--pause-at", help="seconds at which to freeze a worker (default 16,33; '' for none)")
     args = parser.parse_args()
-    plan = Plan(jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes)
+    plan = Plan(
+        jobs=args.jobs, exactly_once=args.exactly_once, nodes=args.nodes, group_protocol=args.group_protocol
+    )
     if args.pause_at is not None:
         plan = dataclasses.replace(plan, pauses_at=tuple(float(t) for t in args.pause_at.split(",") if t))
     report = run(plan)

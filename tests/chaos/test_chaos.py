@@ -1,7 +1,8 @@
 """The chaos suite in CI: the full scenario of tests/chaos/harness.py (20,000 jobs with webhooks,
 12 worker SIGKILLs, two workers frozen past their session timeout, a rebalance storm, a broker SIGKILL + restart, two sink SIGKILLs, a flapping
-receiver), at-least-once and exactly-once on one broker, and at-least-once on a 3-node KRaft
-cluster (replication 3, min.insync.replicas 2) whose node leading most jobs partitions is killed."""
+receiver), at-least-once and exactly-once on one broker, at-least-once on a 3-node KRaft
+cluster (replication 3, min.insync.replicas 2) whose node leading most jobs partitions is killed,
+and exactly-once with every group on KIP-848's protocol (SLUICE_GROUP_PROTOCOL=consumer)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from tests.conftest import cache_dir
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    ("exactly_once", "nodes"),
-    [(False, 1), (True, 1), (False, 3)],
-    ids=["at-least-once", "exactly-once", "at-least-once-3-nodes"],
+    ("exactly_once", "nodes", "protocol"),
+    [(False, 1, "classic"), (True, 1, "classic"), (False, 3, "classic"), (True, 1, "consumer")],
+    ids=["at-least-once", "exactly-once", "at-least-once-3-nodes", "exactly-once-kip848"],
 )
-def test_nothing_is_lost_under_faults(exactly_once: bool, nodes: int, tmp_path: Path) -> None:
-    plan = Plan(exactly_once=exactly_once, nodes=nodes)
+def test_nothing_is_lost_under_faults(exactly_once: bool, nodes: int, protocol: str, tmp_path: Path) -> None:
+    plan = Plan(exactly_once=exactly_once, nodes=nodes, group_protocol=protocol)
     report = run(plan, log_dir=tmp_path / "logs")
     table = report.table()
-    name = f"chaos-{'eos' if exactly_once else 'alo'}{'' if nodes == 1 else f'-{nodes}n'}.md"
+    suffix = ("" if nodes == 1 else f"-{nodes}n") + ("" if protocol == "classic" else f"-{protocol}")
+    name = f"chaos-{'eos' if exactly_once else 'alo'}{suffix}.md"
     (cache_dir() / name).write_text(table + "\n")
     print("\n".join(sorted(report.events)) + "\n" + table)
     # The faults happened (a run without them proves nothing) ...

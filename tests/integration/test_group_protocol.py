@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 from confluent_kafka import ConsumerGroupType
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient
 
+from sluice import kafka
 from tests.integration.conftest import Env, Procs, read_results, wait_until
 from tests.integration.test_pipeline import owns_partitions, submit_jobs
 from tests.integration.test_status import status
@@ -29,17 +30,7 @@ def consumer_protocol_env(env: Env, **extra: str) -> dict[str, str]:
 def set_group_session(env: Env, group: str) -> None:
     """What SLUICE_WORKER_SESSION_TIMEOUT_MS does on the classic protocol, as the group's own
     broker-side configs: a killed member leaves the group after 6 s, not the broker's 45 s."""
-    admin = AdminClient({"bootstrap.servers": env.bootstrap})
-    entries = [
-        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
-        for name, value in (
-            ("consumer.session.timeout.ms", "6000"),
-            ("consumer.heartbeat.interval.ms", "500"),
-        )
-    ]
-    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(10)
+    kafka.set_group_session(env.settings, group, 6000, 500)
 
 
 def group_type(env: Env, group: str) -> ConsumerGroupType:
