@@ -21,7 +21,7 @@ $(shell mkdir -p $(SLUICE_CACHE_DIR)/tmp)
 STAMP := $(VENV)/.installed
 FAUST_VENV := $(SLUICE_CACHE_DIR)/venv-faust
 
-.PHONY: help install demo test unit integration chaos lint typecheck bench broker topics k8s containers clean
+.PHONY: help install demo test unit integration chaos lint typecheck bench broker topics k8s k8s-binaries containers clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,8 +41,13 @@ install: $(STAMP) ## create .venv and install Sluice with its dev tools
 demo: $(STAMP) ## start a broker, a worker, the sink and a receiver; run a few hundred jobs end to end
 	$(BIN)/python deploy/demo.py
 
-test: $(STAMP) $(FAUST_VENV)/.installed containers lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
+test: $(STAMP) $(FAUST_VENV)/.installed containers k8s-binaries lint typecheck ## lint, type-check, unit and integration tests (starts its own broker)
 	SLUICE_REQUIRE_VLLM=1 SLUICE_REQUIRE_FAUST=1 SLUICE_REQUIRE_PODMAN=1 SLUICE_FAUST_PYTHON=$(FAUST_VENV)/bin/python $(BIN)/pytest -q
+
+# The live chart tests' control plane, built from source once per machine (~15 min cold, cached
+# outside the clone by version): here, not inside a test, whose 600 s timeout would cut it short.
+k8s-binaries: $(STAMP)
+	$(BIN)/python -c 'from tests.k8s.cluster import binaries; print(binaries())'
 
 # The image tests build deploy/Dockerfile with podman on a debootstrapped base (no Docker engine or
 # registry on our machines): Debian's packages, installed once per machine.
