@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from sluice import kafka
 from tests.integration.conftest import Env, Procs, read_results, wait_until
-from tests.integration.test_pipeline import owns_partitions, submit_jobs
+from tests.integration.test_pipeline import kill_mid_run, owns_partitions, submit_jobs
 from tests.integration.test_status import status
 
 pytestmark = pytest.mark.integration
@@ -69,27 +69,14 @@ def test_consumer_protocol_workers_share_jobs_and_a_killed_ones_partitions_move(
     assert isinstance(partitions, list)
     assert {p["holder"] for p in partitions if p["topic"] == jobs_topic} == {"victim", "survivor"}
 
-    jobs, _ = submit_jobs(env, 2000, None)
-    topic = env.settings.results_topic
-
-    def by_worker() -> Counter[str | None]:
-        return Counter(r.worker_id for r in read_results(env.bootstrap, topic))
-
-    wait_until(lambda: by_worker()["victim"] >= 100, 120, "the victim to publish 100 results")
-    before_kill = sum(by_worker().values())
-    procs.kill(victim)
+    jobs, before_kill, results = kill_mid_run(env, procs, victim)
     assert before_kill < 2000, "the kill must land mid-run"
-    wait_until(
-        lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results"
-    )
-
-    results = read_results(env.bootstrap, topic)
     assert {r.job_id for r in results} == {j.job_id for j in jobs}
     assert all(r.status == "succeeded" for r in results)
     if exactly_once:  # read_committed: an aborted transaction's results are never seen
         assert len(results) == len(jobs), "exactly once: one committed result per job"
     # The survivor took over the victim's partitions: it answered more than its first share.
-    assert by_worker()["survivor"] > len(jobs) - before_kill
+    assert Counter(r.worker_id for r in results)["survivor"] > len(jobs) - before_kill
 
 
 def test_workers_stopped_together_both_exit_and_lose_nothing(env: Env, procs: Procs) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from consumer.fake_engine import fake_completion
 from producer import JobProducer
 from results_sink import decode_secret, start_receiver
 from sluice.broker import free_port
-from sluice.contract import Job, encode
+from sluice.contract import Job, Result, encode
 from sluice.settings import ProducerSettings
 from sluice.tracing import new_traceparent, trace_id
 from tests.integration.conftest import SECRET, Env, Procs, read_results, read_topic, wait_until
@@ -155,30 +156,34 @@ def test_2000_jobs_two_workers_every_job_one_result_and_one_webhook(env: Env, pr
     assert not [f for f in secret_forms if f in everything]
 
 
+def kill_mid_run(
+    env: Env, procs: Procs, victim: subprocess.Popen[bytes], n: int = 2000
+) -> tuple[list[Job], int, list[Result]]:
+    """Submit n jobs, SIGKILL `victim` (worker id "victim") once it has published 100 results, and
+    wait for a result of every job: (the jobs, results published before the kill, every result)."""
+    jobs, _ = submit_jobs(env, n, None)
+    topic = env.settings.results_topic
+
+    def published() -> list[Result]:
+        return read_results(env.bootstrap, topic)
+
+    wait_until(lambda: sum(r.worker_id == "victim" for r in published()) >= 100, 120, "100 victim results")
+    before_kill = len(published())
+    procs.kill(victim)
+    wait_until(lambda: len({r.job_id for r in published()}) >= n, 240, "all results")
+    return jobs, before_kill, published()
+
+
 def test_a_worker_killed_mid_run_loses_nothing(env: Env, procs: Procs) -> None:
     # ~100 jobs/s per worker, so the kill lands with jobs in flight and 2000 take a while.
     worker_env = env.environ(SLUICE_WORKER_FAKE_LATENCY_S="0.2", SLUICE_WORKER_MAX_IN_FLIGHT="20")
     victim = procs.start("victim", ["worker", "--worker-id", "victim"], worker_env)
     procs.start("survivor", ["worker", "--worker-id", "survivor"], worker_env)
-    jobs, _ = submit_jobs(env, 2000, None)
-    topic = env.settings.results_topic
-
-    def by_worker() -> Counter[str | None]:
-        return Counter(r.worker_id for r in read_results(env.bootstrap, topic))
-
-    wait_until(lambda: by_worker()["victim"] >= 100, 120, "the victim to publish 100 results")
-    before_kill = sum(by_worker().values())
-    procs.kill(victim)
-    victim.wait()
+    jobs, before_kill, results = kill_mid_run(env, procs, victim)
     assert before_kill < 2000, "the kill must land mid-run"
-    wait_until(
-        lambda: len({r.job_id for r in read_results(env.bootstrap, topic)}) >= 2000, 240, "all results"
-    )
-
-    results = read_results(env.bootstrap, topic)
     assert {r.job_id for r in results} == {j.job_id for j in jobs}
     assert all(r.status == "succeeded" for r in results)
-    assert by_worker()["survivor"] > 0
+    assert Counter(r.worker_id for r in results)["survivor"] > 0
 
 
 def test_malformed_messages_go_to_the_dlq_and_the_worker_keeps_going(env: Env, procs: Procs) -> None:

@@ -34,37 +34,37 @@ def test_cached_jars_are_reused_without_maven(tmp_path: Path, monkeypatch: pytes
     assert broker.fetch_kafka(tmp_path) == home / "lib"
 
 
-def test_a_relative_cache_dir_fetches_into_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def maven_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The commands fetch_kafka runs, each answered as a successful Maven run."""
+    monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: "/usr/bin/" + tool)
+    calls: list[list[str]] = []
+
+    def maven(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr("sluice.broker.subprocess.run", maven)
+    return calls
+
+
+def test_a_relative_cache_dir_fetches_into_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, maven_calls: list[list[str]]
+) -> None:
     """Maven reads a relative output directory from the pom's folder: the jars went to
     .cache/kafka-V/.cache/kafka-V/lib and the broker then found no StorageTool."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: "/usr/bin/" + tool)
-    calls: list[list[str]] = []
-
-    def maven(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr("sluice.broker.subprocess.run", maven)
     lib = broker.fetch_kafka(Path(".cache"))
     assert lib == tmp_path / ".cache" / f"kafka-{broker.KAFKA_VERSION}" / "lib"
-    assert f"-DoutputDirectory={lib}" in calls[0]
+    assert f"-DoutputDirectory={lib}" in maven_calls[0]
 
 
-def test_a_marker_without_jars_fetches_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_marker_without_jars_fetches_again(tmp_path: Path, maven_calls: list[list[str]]) -> None:
     home = tmp_path / f"kafka-{broker.KAFKA_VERSION}"
     home.mkdir()
     (home / ".complete").write_text(broker.KAFKA_VERSION)  # left by the relative-path bug above
-    monkeypatch.setattr("sluice.broker.shutil.which", lambda tool: "/usr/bin/" + tool)
-    calls: list[list[str]] = []
-
-    def maven(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr("sluice.broker.subprocess.run", maven)
     broker.fetch_kafka(tmp_path)
-    assert calls and calls[0][0] == "/usr/bin/mvn"
+    assert maven_calls and maven_calls[0][0] == "/usr/bin/mvn"
 
 
 def test_cluster_ids_are_kraft_shaped() -> None:
